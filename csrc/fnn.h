@@ -1,0 +1,38 @@
+/* fastnn C kernels: the compute floor under the Cython wrappers.
+ * Every kernel exists for float (suffix _f32) and double (_f64), generated from
+ * one templated source (fnn_template.h), so the two dtypes can never drift. */
+#ifndef FNN_H
+#define FNN_H
+#include <stdint.h>
+
+enum { FNN_ACT_NONE = 0, FNN_ACT_RELU = 1, FNN_ACT_LEAKY = 2, FNN_ACT_SIGMOID = 3,
+       FNN_ACT_TANH = 4, FNN_ACT_GELU = 5, FNN_ACT_GELU_TANH = 6 };
+
+/* Fortran BLAS entry points, handed over from scipy.linalg.cython_blas. */
+typedef void (*fnn_sgemm_t)(char*, char*, int*, int*, int*, float*, float*, int*,
+                            float*, int*, float*, float*, int*);
+typedef void (*fnn_dgemm_t)(char*, char*, int*, int*, int*, double*, double*, int*,
+                            double*, int*, double*, double*, int*);
+typedef void (*fnn_sgemv_t)(char*, int*, int*, float*, float*, int*, float*, int*,
+                            float*, float*, int*);
+typedef void (*fnn_dgemv_t)(char*, int*, int*, double*, double*, int*, double*, int*,
+                            double*, double*, int*);
+void fnn_set_blas(fnn_sgemm_t sgemm, fnn_dgemm_t dgemm, fnn_sgemv_t sgemv, fnn_dgemv_t dgemv);
+
+void fnn_set_threads(int n);
+int fnn_get_threads(void);
+int fnn_openmp_enabled(void);
+int fnn_openmp_max_threads(void);
+int fnn_labels_in_range(int64_t n, const int64_t *labels, int64_t C);
+
+#define FNN_T float
+#define FNN_S(name) name##_f32
+#include "fnn_decl.h"
+#undef FNN_T
+#undef FNN_S
+#define FNN_T double
+#define FNN_S(name) name##_f64
+#include "fnn_decl.h"
+#undef FNN_T
+#undef FNN_S
+#endif

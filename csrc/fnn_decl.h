@@ -1,0 +1,52 @@
+/* Declarations of the dtype-templated kernels; included once per dtype by fnn.h. */
+/* Row-major C = alpha op(A) op(B) + beta C on the calling thread (gemv for one row). */
+void FNN_S(fnn_gemm)(int ta, int tb, int M, int N, int K, FNN_T alpha, const FNN_T *A, int lda,
+                     const FNN_T *B, int ldb, FNN_T beta, FNN_T *C, int ldc);
+/* Y = act(X W^T + b); Z keeps the pre-activation (needed by GELU only; may be NULL otherwise). */
+void FNN_S(fnn_linear_forward)(int n, int in, int out, const FNN_T *X, int ldx, const FNN_T *W,
+                               const FNN_T *b, int act, FNN_T slope, FNN_T *Z, FNN_T *Y);
+/* From dY (grad of Y): dZ = dY * act'; db (+)= colsum dZ; dW (+)= dZ^T X; dX = dZ W.
+ * dZ may alias dY; dX and db may be NULL. */
+void FNN_S(fnn_linear_backward)(int n, int in, int out, const FNN_T *X, int ldx, const FNN_T *W,
+                                int act, FNN_T slope, const FNN_T *Z, const FNN_T *Y,
+                                const FNN_T *dY, FNN_T *dZ, FNN_T *dX, FNN_T *dW, FNN_T *db,
+                                int accumulate);
+void FNN_S(fnn_act_forward)(int act, FNN_T slope, int64_t n, const FNN_T *x, FNN_T *y);
+void FNN_S(fnn_act_backward)(int act, FNN_T slope, int64_t n, const FNN_T *x, const FNN_T *y,
+                             const FNN_T *gy, FNN_T *gx);
+void FNN_S(fnn_softmax_forward)(int n, int C, const FNN_T *x, FNN_T *y);
+void FNN_S(fnn_softmax_backward)(int n, int C, const FNN_T *y, const FNN_T *gy, FNN_T *gx);
+
+/* Losses: mean loss returned, gradient of the mean written to grad (may be NULL). */
+double FNN_S(fnn_mse)(int64_t N, const FNN_T *y, const FNN_T *t, FNN_T *grad);
+double FNN_S(fnn_bce)(int64_t N, const FNN_T *p, const FNN_T *t, FNN_T *grad);
+double FNN_S(fnn_bce_logits)(int64_t N, const FNN_T *z, const FNN_T *t, FNN_T *grad);
+/* Softmax cross-entropy on logits; targets are labels (int64) or probs (n, C). */
+double FNN_S(fnn_cross_entropy)(int n, int C, const FNN_T *z, const int64_t *labels,
+                                const FNN_T *probs, FNN_T smoothing, FNN_T *grad);
+
+/* Optimizer updates: one in-place pass each, PyTorch's update rules. */
+void FNN_S(fnn_sgd)(int64_t n, FNN_T *p, const FNN_T *g, FNN_T *buf, FNN_T lr, FNN_T momentum,
+                    FNN_T dampening, FNN_T wd, int nesterov, int first);
+void FNN_S(fnn_adam)(int64_t n, FNN_T *p, const FNN_T *g, FNN_T *m, FNN_T *v, FNN_T lr,
+                     FNN_T beta1, FNN_T beta2, FNN_T eps, FNN_T wd, int decoupled, int64_t step);
+void FNN_S(fnn_rmsprop)(int64_t n, FNN_T *p, const FNN_T *g, FNN_T *sq, FNN_T *gavg, FNN_T *buf,
+                        FNN_T lr, FNN_T alpha, FNN_T eps, FNN_T wd, FNN_T momentum);
+double FNN_S(fnn_sumsq)(int64_t n, const FNN_T *x);
+void FNN_S(fnn_scale)(int64_t n, FNN_T *x, FNN_T c);
+void FNN_S(fnn_mul)(int64_t n, const FNN_T *a, const FNN_T *b, FNN_T *out);
+int FNN_S(fnn_all_finite)(int64_t n, const FNN_T *x);
+
+void FNN_S(fnn_layernorm_forward)(int n, int d, const FNN_T *x, const FNN_T *gamma,
+                                  const FNN_T *beta, FNN_T eps, FNN_T *y, FNN_T *mean,
+                                  FNN_T *rstd);
+void FNN_S(fnn_layernorm_backward)(int n, int d, const FNN_T *x, const FNN_T *gamma,
+                                   const FNN_T *mean, const FNN_T *rstd, const FNN_T *gy,
+                                   FNN_T *gx, FNN_T *ggamma, FNN_T *gbeta, int accumulate);
+/* Inverted dropout with a counter-based RNG: the mask depends on (seed, index) only. */
+void FNN_S(fnn_dropout_forward)(int64_t n, const FNN_T *x, FNN_T *y, FNN_T *mask, FNN_T p,
+                                uint64_t seed);
+void FNN_S(fnn_embedding_forward)(int64_t n, int dim, const int64_t *idx, const FNN_T *W,
+                                  FNN_T *out);
+void FNN_S(fnn_embedding_backward)(int64_t n, int dim, int64_t num, const int64_t *idx,
+                                   const FNN_T *gout, FNN_T *gW, int accumulate);

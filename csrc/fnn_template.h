@@ -1,0 +1,681 @@
+/* Kernel bodies, templated on FNN_T (float or double) and FNN_S (name suffix).
+ * Included twice by kernels.c. Hot loops are split from their OpenMP drivers so
+ * that each loop gets its own CPU-dispatched clones (FNN_CLONES). */
+#define T FNN_T
+#define S FNN_S
+
+/* ------------------------------------------------------------------ BLAS */
+void S(fnn_gemm)(int ta, int tb, int M, int N, int K, T alpha, const T *A, int lda,
+                 const T *B, int ldb, T beta, T *C, int ldc)
+{
+    if (M <= 0 || N <= 0) return;
+    if (K <= 0) {  /* BLAS would scale C by beta; do the same without a call */
+        for (int i = 0; i < M; i++)
+            for (int j = 0; j < N; j++) C[(int64_t)i * ldc + j] = beta == 0 ? 0 : beta * C[(int64_t)i * ldc + j];
+        return;
+    }
+    if (M == 1) {
+        /* One output row: y(1xN) = a(1xK) op(B). op(B) row-major is a column-major
+         * matrix whose transpose we need, hence the flipped trans flag. */
+        char t = tb ? 'T' : 'N';
+        int m = tb ? K : N, n = tb ? N : K, inc = ta ? lda : 1, one = 1;
+        SELF_GEMV(&t, &m, &n, &alpha, (T *)B, &ldb, (T *)A, &inc, &beta, C, &one);
+        return;
+    }
+    /* Row-major C = op(A) op(B) is column-major C^T = op(B)^T op(A)^T. */
+    char tA = ta ? 'T' : 'N', tB = tb ? 'T' : 'N';
+    SELF_GEMM(&tB, &tA, &N, &M, &K, &alpha, (T *)B, &ldb, (T *)A, &lda, &beta, C, &ldc);
+}
+
+/* ----------------------------------------------------------- activations */
+static inline T S(sigmoid1)(T z)
+{
+    if (z >= 0) return (T)1 / ((T)1 + EXP(-z));
+    T e = EXP(z);
+    return e / ((T)1 + e);
+}
+
+static inline T S(gelu1)(T z) { return (T)0.5 * z * ((T)1 + ERF(z * (T)M_SQRT1_2)); }
+static inline T S(dgelu1)(T z)
+{
+    T cdf = (T)0.5 * ((T)1 + ERF(z * (T)M_SQRT1_2));
+    T pdf = EXP((T)-0.5 * z * z) * (T)(0.5 * M_2_SQRTPI * M_SQRT1_2);
+    return cdf + z * pdf;
+}
+#define GELU_K ((T)0.7978845608028654) /* sqrt(2/pi) */
+#define GELU_C ((T)0.044715)
+static inline T S(gelut1)(T z) { return (T)0.5 * z * ((T)1 + TANH(GELU_K * (z + GELU_C * z * z * z))); }
+static inline T S(dgelut1)(T z)
+{
+    T t = TANH(GELU_K * (z + GELU_C * z * z * z));
+    return (T)0.5 * ((T)1 + t) + (T)0.5 * z * ((T)1 - t * t) * GELU_K * ((T)1 + (T)3 * GELU_C * z * z);
+}
+
+/* y = act(x) over a contiguous range; y may alias x. */
+FNN_CLONES static void S(act_range)(int act, T slope, int64_t n, const T *x, T *y)
+{
+    int64_t i;
+    switch (act) {
+    case FNN_ACT_RELU: for (i = 0; i < n; i++) y[i] = x[i] > 0 ? x[i] : 0; break;
+    case FNN_ACT_LEAKY: for (i = 0; i < n; i++) y[i] = x[i] > 0 ? x[i] : slope * x[i]; break;
+    case FNN_ACT_SIGMOID: for (i = 0; i < n; i++) y[i] = S(sigmoid1)(x[i]); break;
+    case FNN_ACT_TANH: for (i = 0; i < n; i++) y[i] = TANH(x[i]); break;
+    case FNN_ACT_GELU: for (i = 0; i < n; i++) y[i] = S(gelu1)(x[i]); break;
+    case FNN_ACT_GELU_TANH: for (i = 0; i < n; i++) y[i] = S(gelut1)(x[i]); break;
+    default: if (y != x) for (i = 0; i < n; i++) y[i] = x[i];
+    }
+}
+
+/* gx = gy * act'(x), using the output y where it is cheaper; gx may alias gy. */
+FNN_CLONES static void S(dact_range)(int act, T slope, int64_t n, const T *x, const T *y,
+                                     const T *gy, T *gx)
+{
+    int64_t i;
+    switch (act) {
+    case FNN_ACT_RELU: for (i = 0; i < n; i++) gx[i] = y[i] > 0 ? gy[i] : 0; break;
+    case FNN_ACT_LEAKY: for (i = 0; i < n; i++) gx[i] = y[i] > 0 ? gy[i] : slope * gy[i]; break;
+    case FNN_ACT_SIGMOID: for (i = 0; i < n; i++) gx[i] = gy[i] * y[i] * ((T)1 - y[i]); break;
+    case FNN_ACT_TANH: for (i = 0; i < n; i++) gx[i] = gy[i] * ((T)1 - y[i] * y[i]); break;
+    case FNN_ACT_GELU: for (i = 0; i < n; i++) gx[i] = gy[i] * S(dgelu1)(x[i]); break;
+    case FNN_ACT_GELU_TANH: for (i = 0; i < n; i++) gx[i] = gy[i] * S(dgelut1)(x[i]); break;
+    default: if (gx != gy) for (i = 0; i < n; i++) gx[i] = gy[i];
+    }
+}
+
+void S(fnn_act_forward)(int act, T slope, int64_t n, const T *x, T *y)
+{
+    int nt = fnn_threads_for((double)n * 8);
+    int64_t cs = fnn_chunk(n, nt);
+    FNN_PAR_FOR(nt, c, nt, {
+        int64_t lo = c * cs, len = lo < n ? (n - lo < cs ? n - lo : cs) : 0;
+        S(act_range)(act, slope, len, x + lo, y + lo);
+    });
+}
+
+void S(fnn_act_backward)(int act, T slope, int64_t n, const T *x, const T *y, const T *gy, T *gx)
+{
+    int nt = fnn_threads_for((double)n * 8);
+    int64_t cs = fnn_chunk(n, nt);
+    FNN_PAR_FOR(nt, c, nt, {
+        int64_t lo = c * cs, len = lo < n ? (n - lo < cs ? n - lo : cs) : 0;
+        S(dact_range)(act, slope, len, x ? x + lo : NULL, y ? y + lo : NULL, gy + lo, gx + lo);
+    });
+}
+
+/* -------------------------------------------------------------- linear */
+/* Y[r0:r1, c0:c1] = act(X W^T + b) for one block: GEMM then bias+activation while hot. */
+FNN_CLONES static void S(bias_act_rows)(int rows, int cols, int ld, const T *b, int act, T slope,
+                                        T *Z, T *Y)
+{
+    for (int r = 0; r < rows; r++) {
+        T *y = Y + (int64_t)r * ld;
+        if (b) for (int j = 0; j < cols; j++) y[j] += b[j];
+        if (act == FNN_ACT_NONE) continue;
+        if (Z) { T *z = Z + (int64_t)r * ld; for (int j = 0; j < cols; j++) z[j] = y[j]; }
+        S(act_range)(act, slope, cols, y, y);
+    }
+}
+
+static void S(linear_fwd_block)(int r0, int r1, int c0, int c1, int in, int out, const T *X,
+                                int ldx, const T *W, const T *b, int act, T slope, T *Z, T *Y)
+{
+    if (r1 <= r0 || c1 <= c0) return;
+    int64_t off = (int64_t)r0 * out + c0;
+    S(fnn_gemm)(0, 1, r1 - r0, c1 - c0, in, 1, X + (int64_t)r0 * ldx, ldx, W + (int64_t)c0 * in,
+                in, 0, Y + off, out);
+    S(bias_act_rows)(r1 - r0, c1 - c0, out, b ? b + c0 : NULL, act, slope, Z ? Z + off : NULL,
+                     Y + off);
+}
+
+void S(fnn_linear_forward)(int n, int in, int out, const T *X, int ldx, const T *W, const T *b,
+                           int act, T slope, T *Z, T *Y)
+{
+    int nt = fnn_threads_for((double)n * in * out);
+    /* Split the larger output side: at small batch, splitting features lets each
+     * thread pack only its share of W. */
+    if (n >= out) {
+        int cs = (int)fnn_chunk(n, nt);
+        FNN_PAR_FOR(nt, t, nt, {
+            int r0 = (int)t * cs, r1 = r0 + cs < n ? r0 + cs : n;
+            S(linear_fwd_block)(r0, r1, 0, out, in, out, X, ldx, W, b, act, slope, Z, Y);
+        });
+    } else {
+        int cs = (int)fnn_chunk_aligned(out, nt);
+        FNN_PAR_FOR(nt, t, nt, {
+            int c0 = (int)t * cs, c1 = c0 + cs < out ? c0 + cs : out;
+            S(linear_fwd_block)(0, n, c0, c1, in, out, X, ldx, W, b, act, slope, Z, Y);
+        });
+    }
+}
+
+/* Columns [c0, c1) of dZ = dY * act', and their bias gradient, in one pass. The
+ * column sums run over rows in order, so db does not depend on the thread count. */
+FNN_CLONES static void S(dact_bias_cols)(int n, int out, int c0, int c1, int act, T slope,
+                                         const T *Z, const T *Y, const T *dY, T *dZ, T *db,
+                                         int accumulate)
+{
+    int w = c1 - c0;
+    if (w <= 0) return;
+    if (db && !accumulate) for (int j = c0; j < c1; j++) db[j] = 0;
+    for (int r = 0; r < n; r++) {
+        int64_t o = (int64_t)r * out + c0;
+        if (act != FNN_ACT_NONE || dZ != dY)
+            S(dact_range)(act, slope, w, Z ? Z + o : NULL, Y + o, dY + o, dZ + o);
+        if (db) { const T *g = dZ + o; T *d = db + c0; for (int j = 0; j < w; j++) d[j] += g[j]; }
+    }
+}
+
+void S(fnn_linear_backward)(int n, int in, int out, const T *X, int ldx, const T *W, int act,
+                            T slope, const T *Z, const T *Y, const T *dY, T *dZ, T *dX, T *dW,
+                            T *db, int accumulate)
+{
+    int nt = fnn_threads_for((double)n * in * out);
+    if (db || act != FNN_ACT_NONE || dZ != dY) {
+        int ntc = fnn_threads_for((double)n * out * 8);
+        int cs = (int)fnn_chunk_aligned(out, ntc);
+        FNN_PAR_FOR(ntc, t, ntc, {
+            int c0 = (int)t * cs, c1 = c0 + cs < out ? c0 + cs : out;
+            S(dact_bias_cols)(n, out, c0, c1, act, slope, Z, Y, dY, dZ, db, accumulate);
+        });
+    } else {
+        dZ = (T *)dY;
+    }
+    T beta = accumulate ? 1 : 0;
+    /* Each thread takes one block of dW and one of dX; neither splits the
+     * reduction dimension, so sums keep one order whatever the thread count. */
+    int wrows = out >= in;
+    int wcs = (int)(wrows ? fnn_chunk(out, nt) : fnn_chunk_aligned(in, nt));
+    int xrows = n >= in;
+    int xcs = (int)(xrows ? fnn_chunk(n, nt) : fnn_chunk_aligned(in, nt));
+    FNN_PAR_FOR(nt, t, nt, {
+        int lo = (int)t * wcs, hi;
+        if (wrows) {
+            hi = lo + wcs < out ? lo + wcs : out;
+            if (hi > lo) S(fnn_gemm)(1, 0, hi - lo, in, n, 1, dZ + lo, out, X, ldx, beta,
+                                     dW + (int64_t)lo * in, in);
+        } else {
+            hi = lo + wcs < in ? lo + wcs : in;
+            if (hi > lo) S(fnn_gemm)(1, 0, out, hi - lo, n, 1, dZ, out, X + lo, ldx, beta,
+                                     dW + lo, in);
+        }
+        if (dX) {
+            lo = (int)t * xcs;
+            if (xrows) {
+                hi = lo + xcs < n ? lo + xcs : n;
+                if (hi > lo) S(fnn_gemm)(0, 0, hi - lo, in, out, 1, dZ + (int64_t)lo * out, out,
+                                         W, in, 0, dX + (int64_t)lo * in, in);
+            } else {
+                hi = lo + xcs < in ? lo + xcs : in;
+                if (hi > lo) S(fnn_gemm)(0, 0, n, hi - lo, out, 1, dZ, out, W + lo, in, 0,
+                                         dX + lo, in);
+            }
+        }
+    });
+}
+
+/* ------------------------------------------------------------- softmax */
+FNN_CLONES static void S(softmax_rows)(int r0, int r1, int C, const T *x, T *y)
+{
+    for (int r = r0; r < r1; r++) {
+        const T *a = x + (int64_t)r * C;
+        T *o = y + (int64_t)r * C;
+        T mx = a[0];
+        for (int j = 1; j < C; j++) mx = a[j] > mx ? a[j] : mx;
+        double s = 0;
+        for (int j = 0; j < C; j++) { o[j] = EXP(a[j] - mx); s += o[j]; }
+        T inv = (T)(1.0 / s);
+        for (int j = 0; j < C; j++) o[j] *= inv;
+    }
+}
+
+void S(fnn_softmax_forward)(int n, int C, const T *x, T *y)
+{
+    int nt = fnn_threads_for((double)n * C * 16);
+    int cs = (int)fnn_chunk(n, nt);
+    FNN_PAR_FOR(nt, t, nt, {
+        int r0 = (int)t * cs, r1 = r0 + cs < n ? r0 + cs : n;
+        S(softmax_rows)(r0, r1, C, x, y);
+    });
+}
+
+FNN_CLONES static void S(softmax_bwd_rows)(int r0, int r1, int C, const T *y, const T *gy, T *gx)
+{
+    for (int r = r0; r < r1; r++) {
+        int64_t o = (int64_t)r * C;
+        double dot = 0;
+        for (int j = 0; j < C; j++) dot += (double)gy[o + j] * y[o + j];
+        for (int j = 0; j < C; j++) gx[o + j] = y[o + j] * (gy[o + j] - (T)dot);
+    }
+}
+
+void S(fnn_softmax_backward)(int n, int C, const T *y, const T *gy, T *gx)
+{
+    int nt = fnn_threads_for((double)n * C * 4);
+    int cs = (int)fnn_chunk(n, nt);
+    FNN_PAR_FOR(nt, t, nt, {
+        int r0 = (int)t * cs, r1 = r0 + cs < n ? r0 + cs : n;
+        S(softmax_bwd_rows)(r0, r1, C, y, gy, gx);
+    });
+}
+
+/* --------------------------------------------------------------- losses */
+/* Loss sums use FNN_NCHUNK fixed chunks combined in order: the partition depends
+ * on the size only, so the total is the same for any thread count. */
+FNN_CLONES static double S(mse_range)(int64_t lo, int64_t hi, const T *y, const T *t, T *g, T sc)
+{
+    double s = 0;
+    for (int64_t i = lo; i < hi; i++) {
+        T d = y[i] - t[i];
+        s += (double)d * d;
+        if (g) g[i] = sc * d;
+    }
+    return s;
+}
+
+double S(fnn_mse)(int64_t N, const T *y, const T *t, T *grad)
+{
+    double part[FNN_NCHUNK];
+    int64_t cs = (N + FNN_NCHUNK - 1) / FNN_NCHUNK;
+    T sc = (T)(2.0 / (double)N);
+    FNN_PAR_FOR(fnn_threads_for((double)N * 4), c, FNN_NCHUNK, {
+        int64_t lo = c * cs, hi = lo + cs < N ? lo + cs : N;
+        part[c] = lo < hi ? S(mse_range)(lo, hi, y, t, grad, sc) : 0;
+    });
+    return fnn_sum_parts(part) / (double)N;
+}
+
+FNN_CLONES static double S(bce_range)(int64_t lo, int64_t hi, const T *p, const T *t, T *g, T sc)
+{
+    double s = 0;
+    for (int64_t i = lo; i < hi; i++) {
+        T lp = LOG(p[i]), l1p = LOG((T)1 - p[i]);
+        lp = lp > (T)-100 ? lp : (T)-100;    /* PyTorch clamps log at -100 */
+        l1p = l1p > (T)-100 ? l1p : (T)-100;
+        s -= (double)(t[i] * lp + ((T)1 - t[i]) * l1p);
+        if (g) {
+            T den = ((T)1 - p[i]) * p[i];
+            den = den > (T)1e-12 ? den : (T)1e-12;
+            g[i] = sc * (p[i] - t[i]) / den;
+        }
+    }
+    return s;
+}
+
+double S(fnn_bce)(int64_t N, const T *p, const T *t, T *grad)
+{
+    double part[FNN_NCHUNK];
+    int64_t cs = (N + FNN_NCHUNK - 1) / FNN_NCHUNK;
+    T sc = (T)(1.0 / (double)N);
+    FNN_PAR_FOR(fnn_threads_for((double)N * 16), c, FNN_NCHUNK, {
+        int64_t lo = c * cs, hi = lo + cs < N ? lo + cs : N;
+        part[c] = lo < hi ? S(bce_range)(lo, hi, p, t, grad, sc) : 0;
+    });
+    return fnn_sum_parts(part) / (double)N;
+}
+
+FNN_CLONES static double S(bcel_range)(int64_t lo, int64_t hi, const T *z, const T *t, T *g, T sc)
+{
+    double s = 0;
+    for (int64_t i = lo; i < hi; i++) {
+        T a = z[i] > 0 ? z[i] : -z[i];
+        /* max(z,0) - z t + log(1 + exp(-|z|)): no overflow for any z */
+        s += (double)((z[i] > 0 ? z[i] : 0) - z[i] * t[i] + LOG1P(EXP(-a)));
+        if (g) g[i] = sc * (S(sigmoid1)(z[i]) - t[i]);
+    }
+    return s;
+}
+
+double S(fnn_bce_logits)(int64_t N, const T *z, const T *t, T *grad)
+{
+    double part[FNN_NCHUNK];
+    int64_t cs = (N + FNN_NCHUNK - 1) / FNN_NCHUNK;
+    T sc = (T)(1.0 / (double)N);
+    FNN_PAR_FOR(fnn_threads_for((double)N * 16), c, FNN_NCHUNK, {
+        int64_t lo = c * cs, hi = lo + cs < N ? lo + cs : N;
+        part[c] = lo < hi ? S(bcel_range)(lo, hi, z, t, grad, sc) : 0;
+    });
+    return fnn_sum_parts(part) / (double)N;
+}
+
+/* Rows [r0, r1) of softmax cross-entropy against q = (1-eps) target + eps/C, where
+ * target is one-hot(labels) or probs: loss = lse(z) - sum q z, grad = softmax - q. */
+FNN_CLONES static double S(ce_rows)(int r0, int r1, int C, const T *z, const int64_t *labels,
+                                    const T *probs, T eps, T *grad, T sc)
+{
+    double s = 0;
+    T u = eps / (T)C, keep = (T)1 - eps;
+    for (int r = r0; r < r1; r++) {
+        const T *a = z + (int64_t)r * C;
+        T mx = a[0];
+        for (int j = 1; j < C; j++) mx = a[j] > mx ? a[j] : mx;
+        double se = 0, qz = 0;
+        for (int j = 0; j < C; j++) se += EXP(a[j] - mx);
+        if (labels) {
+            double sz = 0;
+            if (eps != 0) for (int j = 0; j < C; j++) sz += a[j];
+            qz = (double)keep * a[labels[r]] + (double)u * sz;
+        } else {
+            const T *q = probs + (int64_t)r * C;
+            for (int j = 0; j < C; j++) qz += (double)(keep * q[j] + u) * a[j];
+        }
+        double lse = (double)mx + log(se);
+        s += lse - qz;
+        if (grad) {
+            T *g = grad + (int64_t)r * C;
+            T inv = (T)(1.0 / se);
+            if (labels) {
+                for (int j = 0; j < C; j++) g[j] = sc * (EXP(a[j] - mx) * inv - u);
+                g[labels[r]] -= sc * keep;
+            } else {
+                const T *q = probs + (int64_t)r * C;
+                for (int j = 0; j < C; j++) g[j] = sc * (EXP(a[j] - mx) * inv - (keep * q[j] + u));
+            }
+        }
+    }
+    return s;
+}
+
+double S(fnn_cross_entropy)(int n, int C, const T *z, const int64_t *labels, const T *probs,
+                            T smoothing, T *grad)
+{
+    double part[FNN_NCHUNK];
+    int cs = (n + FNN_NCHUNK - 1) / FNN_NCHUNK;
+    T sc = (T)(1.0 / (double)n);
+    FNN_PAR_FOR(fnn_threads_for((double)n * C * 24), c, FNN_NCHUNK, {
+        int r0 = (int)c * cs, r1 = r0 + cs < n ? r0 + cs : n;
+        part[c] = r0 < r1 ? S(ce_rows)(r0, r1, C, z, labels, probs, smoothing, grad, sc) : 0;
+    });
+    return fnn_sum_parts(part) / (double)n;
+}
+
+/* ------------------------------------------------------------ optimizers */
+FNN_CLONES static void S(sgd_range)(int64_t n, T *restrict p, const T *restrict g,
+                                    T *restrict buf, T lr, T mom, T damp, T wd, int nesterov,
+                                    int first)
+{
+    if (!buf) {
+        for (int64_t i = 0; i < n; i++) p[i] -= lr * (g[i] + wd * p[i]);
+        return;
+    }
+    for (int64_t i = 0; i < n; i++) {
+        T d = g[i] + wd * p[i];
+        T b = first ? d : mom * buf[i] + ((T)1 - damp) * d;
+        buf[i] = b;
+        p[i] -= lr * (nesterov ? d + mom * b : b);
+    }
+}
+
+void S(fnn_sgd)(int64_t n, T *p, const T *g, T *buf, T lr, T momentum, T dampening, T wd,
+                int nesterov, int first)
+{
+    int nt = fnn_threads_for((double)n * 2);
+    int64_t cs = fnn_chunk_aligned(n, nt);
+    FNN_PAR_FOR(nt, c, nt, {
+        int64_t lo = c * cs, len = lo < n ? (n - lo < cs ? n - lo : cs) : 0;
+        S(sgd_range)(len, p + lo, g + lo, buf ? buf + lo : NULL, lr, momentum, dampening, wd,
+                     nesterov, first);
+    });
+}
+
+FNN_CLONES static void S(adam_range)(int64_t n, T *restrict p, const T *restrict g,
+                                     T *restrict m, T *restrict v, T lr, T b1, T b2, T eps,
+                                     T wd, int decoupled, T step_size, T bc2_sqrt)
+{
+    T decay = decoupled ? (T)1 - lr * wd : (T)1, l2 = decoupled ? 0 : wd;
+    for (int64_t i = 0; i < n; i++) {
+        T pi = p[i] * decay;
+        T gi = g[i] + l2 * pi;
+        T mi = m[i] + ((T)1 - b1) * (gi - m[i]);
+        T vi = b2 * v[i] + ((T)1 - b2) * gi * gi;
+        m[i] = mi;
+        v[i] = vi;
+        p[i] = pi - step_size * mi / (SQRT(vi) / bc2_sqrt + eps);
+    }
+}
+
+void S(fnn_adam)(int64_t n, T *p, const T *g, T *m, T *v, T lr, T beta1, T beta2, T eps, T wd,
+                 int decoupled, int64_t step)
+{
+    /* torch computes the bias corrections in double, then rounds to the dtype */
+    double bc1 = 1.0 - pow((double)beta1, (double)step);
+    double bc2 = 1.0 - pow((double)beta2, (double)step);
+    T step_size = (T)((double)lr / bc1), bc2_sqrt = (T)sqrt(bc2);
+    int nt = fnn_threads_for((double)n * 4);
+    int64_t cs = fnn_chunk_aligned(n, nt);
+    FNN_PAR_FOR(nt, c, nt, {
+        int64_t lo = c * cs, len = lo < n ? (n - lo < cs ? n - lo : cs) : 0;
+        S(adam_range)(len, p + lo, g + lo, m + lo, v + lo, lr, beta1, beta2, eps, wd, decoupled,
+                      step_size, bc2_sqrt);
+    });
+}
+
+FNN_CLONES static void S(rmsprop_range)(int64_t n, T *restrict p, const T *restrict g,
+                                        T *restrict sq, T *restrict gavg, T *restrict buf, T lr,
+                                        T alpha, T eps, T wd, T mom)
+{
+    for (int64_t i = 0; i < n; i++) {
+        T gi = g[i] + wd * p[i];
+        T s = alpha * sq[i] + ((T)1 - alpha) * gi * gi;
+        sq[i] = s;
+        T avg;
+        if (gavg) {
+            T ga = gavg[i] + ((T)1 - alpha) * (gi - gavg[i]);
+            gavg[i] = ga;
+            avg = SQRT(s - ga * ga) + eps;
+        } else {
+            avg = SQRT(s) + eps;
+        }
+        if (buf) {
+            T b = mom * buf[i] + gi / avg;
+            buf[i] = b;
+            p[i] -= lr * b;
+        } else {
+            p[i] -= lr * gi / avg;
+        }
+    }
+}
+
+void S(fnn_rmsprop)(int64_t n, T *p, const T *g, T *sq, T *gavg, T *buf, T lr, T alpha, T eps,
+                    T wd, T momentum)
+{
+    int nt = fnn_threads_for((double)n * 4);
+    int64_t cs = fnn_chunk_aligned(n, nt);
+    FNN_PAR_FOR(nt, c, nt, {
+        int64_t lo = c * cs, len = lo < n ? (n - lo < cs ? n - lo : cs) : 0;
+        S(rmsprop_range)(len, p + lo, g + lo, sq + lo, gavg ? gavg + lo : NULL,
+                         buf ? buf + lo : NULL, lr, alpha, eps, wd, momentum);
+    });
+}
+
+FNN_CLONES static double S(sumsq_range)(int64_t n, const T *x)
+{
+    double s = 0;
+    for (int64_t i = 0; i < n; i++) s += (double)x[i] * (double)x[i];
+    return s;
+}
+
+double S(fnn_sumsq)(int64_t n, const T *x)
+{
+    double part[FNN_NCHUNK];
+    int64_t cs = (n + FNN_NCHUNK - 1) / FNN_NCHUNK;
+    FNN_PAR_FOR(fnn_threads_for((double)n), c, FNN_NCHUNK, {
+        int64_t lo = c * cs, hi = lo + cs < n ? lo + cs : n;
+        part[c] = lo < hi ? S(sumsq_range)(hi - lo, x + lo) : 0;
+    });
+    return fnn_sum_parts(part);
+}
+
+FNN_CLONES static void S(scale_range)(int64_t n, T *x, T c)
+{
+    for (int64_t i = 0; i < n; i++) x[i] *= c;
+}
+
+void S(fnn_scale)(int64_t n, T *x, T c)
+{
+    int nt = fnn_threads_for((double)n);
+    int64_t cs = fnn_chunk_aligned(n, nt);
+    FNN_PAR_FOR(nt, k, nt, {
+        int64_t lo = k * cs, len = lo < n ? (n - lo < cs ? n - lo : cs) : 0;
+        S(scale_range)(len, x + lo, c);
+    });
+}
+
+FNN_CLONES static void S(mul_range)(int64_t n, const T *a, const T *b, T *out)
+{
+    for (int64_t i = 0; i < n; i++) out[i] = a[i] * b[i];
+}
+
+void S(fnn_mul)(int64_t n, const T *a, const T *b, T *out)
+{
+    int nt = fnn_threads_for((double)n);
+    int64_t cs = fnn_chunk_aligned(n, nt);
+    FNN_PAR_FOR(nt, k, nt, {
+        int64_t lo = k * cs, len = lo < n ? (n - lo < cs ? n - lo : cs) : 0;
+        S(mul_range)(len, a + lo, b + lo, out + lo);
+    });
+}
+
+int S(fnn_all_finite)(int64_t n, const T *x)
+{
+    /* inf and NaN are the values whose exponent bits are all ones; an integer
+     * test on the bits vectorizes where a floating-point one would not */
+    const UINT_T *u = (const UINT_T *)x;
+    UINT_T bad = 0;
+    for (int64_t i = 0; i < n; i++) bad |= (UINT_T)((u[i] & EXP_MASK) == EXP_MASK);
+    return bad == 0;
+}
+
+/* ------------------------------------------------------------ layernorm */
+FNN_CLONES static void S(ln_rows)(int r0, int r1, int d, const T *x, const T *gamma,
+                                  const T *beta, T eps, T *y, T *mean, T *rstd)
+{
+    for (int r = r0; r < r1; r++) {
+        const T *a = x + (int64_t)r * d;
+        T *o = y + (int64_t)r * d;
+        /* float64 two-pass statistics: float32 running sums drift on wide rows */
+        double mu = 0, var = 0;
+        for (int j = 0; j < d; j++) mu += a[j];
+        mu /= d;
+        for (int j = 0; j < d; j++) { double c = a[j] - mu; var += c * c; }
+        var /= d;
+        T rs = (T)(1.0 / sqrt(var + (double)eps)), m = (T)mu;
+        mean[r] = m;
+        rstd[r] = rs;
+        if (gamma) for (int j = 0; j < d; j++) o[j] = (a[j] - m) * rs * gamma[j] + beta[j];
+        else for (int j = 0; j < d; j++) o[j] = (a[j] - m) * rs;
+    }
+}
+
+void S(fnn_layernorm_forward)(int n, int d, const T *x, const T *gamma, const T *beta, T eps,
+                              T *y, T *mean, T *rstd)
+{
+    int nt = fnn_threads_for((double)n * d * 4);
+    int cs = (int)fnn_chunk(n, nt);
+    FNN_PAR_FOR(nt, t, nt, {
+        int r0 = (int)t * cs, r1 = r0 + cs < n ? r0 + cs : n;
+        S(ln_rows)(r0, r1, d, x, gamma, beta, eps, y, mean, rstd);
+    });
+}
+
+FNN_CLONES static void S(ln_bwd_rows)(int r0, int r1, int d, const T *x, const T *gamma,
+                                      const T *mean, const T *rstd, const T *gy, T *gx)
+{
+    for (int r = r0; r < r1; r++) {
+        int64_t o = (int64_t)r * d;
+        T m = mean[r], rs = rstd[r];
+        double s1 = 0, s2 = 0;
+        for (int j = 0; j < d; j++) {
+            T dxh = gy[o + j] * (gamma ? gamma[j] : (T)1);
+            s1 += dxh;
+            s2 += (double)dxh * (double)((x[o + j] - m) * rs);
+        }
+        T a = (T)(s1 / d), b = (T)(s2 / d);
+        for (int j = 0; j < d; j++) {
+            T xh = (x[o + j] - m) * rs;
+            T dxh = gy[o + j] * (gamma ? gamma[j] : (T)1);
+            gx[o + j] = rs * (dxh - a - xh * b);
+        }
+    }
+}
+
+FNN_CLONES static void S(ln_param_cols)(int n, int d, int c0, int c1, const T *x, const T *mean,
+                                        const T *rstd, const T *gy, T *gg, T *gb, int accumulate)
+{
+    if (!accumulate) for (int j = c0; j < c1; j++) { gg[j] = 0; gb[j] = 0; }
+    for (int r = 0; r < n; r++) {
+        int64_t o = (int64_t)r * d;
+        T m = mean[r], rs = rstd[r];
+        for (int j = c0; j < c1; j++) {
+            gg[j] += gy[o + j] * (x[o + j] - m) * rs;
+            gb[j] += gy[o + j];
+        }
+    }
+}
+
+void S(fnn_layernorm_backward)(int n, int d, const T *x, const T *gamma, const T *mean,
+                               const T *rstd, const T *gy, T *gx, T *ggamma, T *gbeta,
+                               int accumulate)
+{
+    int nt = fnn_threads_for((double)n * d * 8);
+    int cs = (int)fnn_chunk(n, nt);
+    int ccs = (int)fnn_chunk_aligned(d, nt);
+    FNN_PAR_FOR(nt, t, nt, {
+        int r0 = (int)t * cs, r1 = r0 + cs < n ? r0 + cs : n;
+        S(ln_bwd_rows)(r0, r1, d, x, gamma, mean, rstd, gy, gx);
+        if (ggamma) {
+            int c0 = (int)t * ccs, c1 = c0 + ccs < d ? c0 + ccs : d;
+            if (c1 > c0) S(ln_param_cols)(n, d, c0, c1, x, mean, rstd, gy, ggamma, gbeta, accumulate);
+        }
+    });
+}
+
+/* ------------------------------------------------------------- dropout */
+void S(fnn_dropout_forward)(int64_t n, const T *x, T *y, T *mask, T p, uint64_t seed)
+{
+    T keep = p < 1 ? (T)1 / ((T)1 - p) : 0;
+    /* keep element i when its 53-bit uniform is >= p */
+    uint64_t thresh = (uint64_t)((double)p * 9007199254740992.0);
+    int nt = fnn_threads_for((double)n * 2);
+    int64_t cs = fnn_chunk(n, nt);
+    FNN_PAR_FOR(nt, c, nt, {
+        int64_t lo = c * cs, hi = lo + cs < n ? lo + cs : n;
+        for (int64_t i = lo; i < hi; i++) {
+            T k = (fnn_hash64(seed, (uint64_t)i) >> 11) >= thresh ? keep : 0;
+            mask[i] = k;
+            y[i] = x[i] * k;
+        }
+    });
+}
+
+/* ----------------------------------------------------------- embedding */
+void S(fnn_embedding_forward)(int64_t n, int dim, const int64_t *idx, const T *W, T *out)
+{
+    int nt = fnn_threads_for((double)n * dim);
+    int64_t cs = fnn_chunk(n, nt);
+    FNN_PAR_FOR(nt, c, nt, {
+        int64_t lo = c * cs, hi = lo + cs < n ? lo + cs : n;
+        for (int64_t i = lo; i < hi; i++)
+            memcpy(out + i * dim, W + idx[i] * dim, sizeof(T) * (size_t)dim);
+    });
+}
+
+/* Scatter-add split by embedding columns: every row of gW is summed in index
+ * order, so the result is deterministic and independent of the thread count. */
+void S(fnn_embedding_backward)(int64_t n, int dim, int64_t num, const int64_t *idx,
+                               const T *gout, T *gW, int accumulate)
+{
+    if (!accumulate) memset(gW, 0, sizeof(T) * (size_t)(num * dim));
+    int nt = fnn_threads_for((double)n * dim * 2);
+    int cs = (int)fnn_chunk_aligned(dim, nt);
+    FNN_PAR_FOR(nt, c, nt, {
+        int c0 = (int)c * cs, c1 = c0 + cs < dim ? c0 + cs : dim;
+        for (int64_t i = 0; i < n; i++) {
+            T *w = gW + idx[i] * dim;
+            const T *g = gout + i * dim;
+            for (int j = c0; j < c1; j++) w[j] += g[j];
+        }
+    });
+}
+
+#undef T
+#undef S

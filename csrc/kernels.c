@@ -1,0 +1,157 @@
+/* Instantiates the templated kernels for float and double, with the runtime
+ * pieces they share: BLAS pointers, the thread count and the OpenMP driver. */
+#define _GNU_SOURCE
+#include <math.h>
+#include <string.h>
+#include <stdint.h>
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+#include "fnn.h"
+
+#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && !defined(FNN_NO_CLONES)
+/* One portable build, with AVX2+FMA and AVX-512 variants of each hot loop picked
+ * at load time: the flags alone decide whether these loops vectorize. */
+#define FNN_CLONES __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
+#else
+#define FNN_CLONES
+#endif
+
+static fnn_sgemm_t p_sgemm;
+static fnn_dgemm_t p_dgemm;
+static fnn_sgemv_t p_sgemv;
+static fnn_dgemv_t p_dgemv;
+static int fnn_threads = 1;
+
+void fnn_set_blas(fnn_sgemm_t s, fnn_dgemm_t d, fnn_sgemv_t sv, fnn_dgemv_t dv)
+{
+    p_sgemm = s; p_dgemm = d; p_sgemv = sv; p_dgemv = dv;
+}
+
+void fnn_set_threads(int n) { fnn_threads = n < 1 ? 1 : n; }
+int fnn_get_threads(void) { return fnn_threads; }
+
+int fnn_openmp_enabled(void)
+{
+#ifdef _OPENMP
+    return 1;
+#else
+    return 0;
+#endif
+}
+
+int fnn_openmp_max_threads(void)
+{
+#ifdef _OPENMP
+    return omp_get_max_threads();
+#else
+    return 1;
+#endif
+}
+
+int fnn_labels_in_range(int64_t n, const int64_t *labels, int64_t C)
+{
+    int bad = 0;
+    for (int64_t i = 0; i < n; i++) bad |= (labels[i] < 0) | (labels[i] >= C);
+    return !bad;
+}
+
+/* Below this much work (in rough flops) a fork-join costs more than it saves. */
+#define FNN_PAR_MIN 131072.0
+static inline int fnn_threads_for(double work)
+{
+#ifdef _OPENMP
+    return work < FNN_PAR_MIN ? 1 : fnn_threads;
+#else
+    (void)work;
+    return 1;
+#endif
+}
+
+static inline int64_t fnn_chunk(int64_t n, int nt) { return (n + nt - 1) / nt; }
+/* Chunks that start on a 64-byte boundary keep each thread's vector loop aligned. */
+static inline int64_t fnn_chunk_aligned(int64_t n, int nt)
+{
+    int64_t c = (n + nt - 1) / nt;
+    return nt == 1 ? n : (c + 15) & ~(int64_t)15;
+}
+
+#define FNN_NCHUNK 64
+static inline double fnn_sum_parts(const double *part)
+{
+    double s = 0;
+    for (int i = 0; i < FNN_NCHUNK; i++) s += part[i];
+    return s;
+}
+
+static inline uint64_t fnn_hash64(uint64_t seed, uint64_t i)
+{
+    /* splitmix64 finalizer over a counter: a stateless, splittable stream */
+    uint64_t z = seed + (i + 1) * 0x9E3779B97F4A7C15ull;
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+    return z ^ (z >> 31);
+}
+
+/* Run BODY for VAR in [0, COUNT), on NT OpenMP threads when NT > 1. A serial
+ * call never enters OpenMP, so a forked child that runs serially cannot hang. */
+#ifdef _OPENMP
+#define FNN_PAR_FOR(NT, VAR, COUNT, ...)                                              \
+    do {                                                                              \
+        int fnn_nt_ = (NT);                                                           \
+        int64_t fnn_cnt_ = (COUNT);                                                   \
+        if (fnn_nt_ > 1) {                                                            \
+            _Pragma("omp parallel for num_threads(fnn_nt_) schedule(static)")         \
+            for (int64_t VAR = 0; VAR < fnn_cnt_; VAR++) __VA_ARGS__                  \
+        } else {                                                                      \
+            for (int64_t VAR = 0; VAR < fnn_cnt_; VAR++) __VA_ARGS__                  \
+        }                                                                             \
+    } while (0)
+#else
+#define FNN_PAR_FOR(NT, VAR, COUNT, ...)                                              \
+    do {                                                                              \
+        (void)(NT);                                                                   \
+        int64_t fnn_cnt_ = (COUNT);                                                   \
+        for (int64_t VAR = 0; VAR < fnn_cnt_; VAR++) __VA_ARGS__                      \
+    } while (0)
+#endif
+
+#define FNN_T float
+#define FNN_S(name) name##_f32
+#define EXP expf
+#define LOG logf
+#define LOG1P log1pf
+#define TANH tanhf
+#define ERF erff
+#define SQRT sqrtf
+#define UINT_T uint32_t
+#define EXP_MASK 0x7f800000u
+#define SELF_GEMM p_sgemm
+#define SELF_GEMV p_sgemv
+#include "fnn_template.h"
+#undef FNN_T
+#undef FNN_S
+#undef EXP
+#undef LOG
+#undef LOG1P
+#undef TANH
+#undef ERF
+#undef SQRT
+#undef UINT_T
+#undef EXP_MASK
+#undef SELF_GEMM
+#undef SELF_GEMV
+
+#define FNN_T double
+#define FNN_S(name) name##_f64
+#define EXP exp
+#define LOG log
+#define LOG1P log1p
+#define TANH tanh
+#define ERF erf
+#define SQRT sqrt
+#define UINT_T uint64_t
+#define EXP_MASK 0x7ff0000000000000ull
+#define SELF_GEMM p_dgemm
+#define SELF_GEMV p_dgemv
+#include "fnn_template.h"

@@ -1,0 +1,454 @@
+# cython: language_level=3, boundscheck=False, wraparound=False, cdivision=True
+# cython: initializedcheck=False, embedsignature=True
+"""Typed entry points to the C kernels (csrc/), one per kernel, float32 and
+float64 through the fused type ``floating``.
+
+Callers (the Python layers) own validation of user input; these wrappers still
+check every shape they rely on, so a wrong call raises instead of corrupting
+memory. Arrays must be C-contiguous and share one dtype.
+"""
+from cython cimport floating
+from libc.stdint cimport int64_t, uint64_t
+cimport scipy.linalg.cython_blas as blas
+from fastnn._kernels._fnn cimport *
+
+fnn_set_blas(<fnn_sgemm_t>blas.sgemm, <fnn_dgemm_t>blas.dgemm,
+             <fnn_sgemv_t>blas.sgemv, <fnn_dgemv_t>blas.dgemv)
+
+ACT_NONE = FNN_ACT_NONE
+ACT_RELU = FNN_ACT_RELU
+ACT_LEAKY = FNN_ACT_LEAKY
+ACT_SIGMOID = FNN_ACT_SIGMOID
+ACT_TANH = FNN_ACT_TANH
+ACT_GELU = FNN_ACT_GELU
+ACT_GELU_TANH = FNN_ACT_GELU_TANH
+
+
+cdef inline void _need(bint ok, str what) except *:
+    if not ok:
+        raise ValueError(what)
+
+
+# ------------------------------------------------------------------ runtime
+def set_threads(int n):
+    fnn_set_threads(n)
+
+def get_threads():
+    return fnn_get_threads()
+
+def openmp_enabled():
+    return bool(fnn_openmp_enabled())
+
+def openmp_max_threads():
+    return fnn_openmp_max_threads()
+
+
+# --------------------------------------------------------------------- BLAS
+def gemm(floating[:, ::1] a, floating[:, ::1] b, floating[:, ::1] c, bint trans_a=False,
+         bint trans_b=False, double alpha=1.0, double beta=0.0):
+    """c = alpha * op(a) @ op(b) + beta * c, row-major, on the calling thread."""
+    cdef int m = a.shape[1] if trans_a else a.shape[0]
+    cdef int k = a.shape[0] if trans_a else a.shape[1]
+    cdef int kb = b.shape[1] if trans_b else b.shape[0]
+    cdef int n = b.shape[0] if trans_b else b.shape[1]
+    _need(k == kb and c.shape[0] == m and c.shape[1] == n, "gemm: shapes do not match")
+    if m == 0 or n == 0:
+        return
+    cdef floating *pa = &a[0, 0] if a.shape[0] * a.shape[1] else NULL
+    cdef floating *pb = &b[0, 0] if b.shape[0] * b.shape[1] else NULL
+    if floating is float:
+        fnn_gemm_f32(trans_a, trans_b, m, n, k, <float>alpha, pa, a.shape[1], pb, b.shape[1],
+                     <float>beta, &c[0, 0], n)
+    else:
+        fnn_gemm_f64(trans_a, trans_b, m, n, k, alpha, pa, a.shape[1], pb, b.shape[1],
+                     beta, &c[0, 0], n)
+
+
+# ------------------------------------------------------------------- linear
+def linear_forward(floating[:, ::1] x, floating[:, ::1] w, floating[::1] b, int act,
+                   double slope, floating[:, ::1] z, floating[:, ::1] y):
+    """y = act(x @ w.T + b); z (pre-activation) is required for GELU, else may be None."""
+    cdef int n = x.shape[0], n_in = x.shape[1], n_out = w.shape[0]
+    _need(w.shape[1] == n_in and y.shape[0] == n and y.shape[1] == n_out,
+          "linear_forward: shapes do not match")
+    _need(b is None or b.shape[0] == n_out, "linear_forward: bias shape")
+    _need(z is not None or act < FNN_ACT_GELU, "linear_forward: GELU needs z")
+    _need(z is None or (z.shape[0] == n and z.shape[1] == n_out), "linear_forward: z shape")
+    if n == 0 or n_in == 0:
+        return
+    cdef floating *pb = &b[0] if b is not None else NULL
+    cdef floating *pz = &z[0, 0] if z is not None else NULL
+    with nogil:
+        if floating is float:
+            fnn_linear_forward_f32(n, n_in, n_out, &x[0, 0], n_in, &w[0, 0], pb, act,
+                                   <float>slope, pz, &y[0, 0])
+        else:
+            fnn_linear_forward_f64(n, n_in, n_out, &x[0, 0], n_in, &w[0, 0], pb, act,
+                                   slope, pz, &y[0, 0])
+
+
+def linear_backward(floating[:, ::1] x, floating[:, ::1] w, int act, double slope,
+                    floating[:, ::1] z, floating[:, ::1] y, floating[:, ::1] gy,
+                    floating[:, ::1] gz, floating[:, ::1] gx, floating[:, ::1] gw,
+                    floating[::1] gb, bint accumulate=False):
+    """From gy: gz = gy * act'; gb (+)= sum gz; gw (+)= gz.T @ x; gx = gz @ w.
+
+    gz may be gy itself (it is then overwritten); gx and gb may be None."""
+    cdef int n = x.shape[0], n_in = x.shape[1], n_out = w.shape[0]
+    _need(w.shape[1] == n_in and gy.shape[0] == n and gy.shape[1] == n_out
+          and gz.shape[0] == n and gz.shape[1] == n_out and gw.shape[0] == n_out
+          and gw.shape[1] == n_in, "linear_backward: shapes do not match")
+    _need(act == FNN_ACT_NONE or (y is not None and y.shape[0] == n and y.shape[1] == n_out),
+          "linear_backward: y shape")
+    _need(act < FNN_ACT_GELU or (z is not None and z.shape[0] == n and z.shape[1] == n_out),
+          "linear_backward: GELU needs z")
+    _need(gx is None or (gx.shape[0] == n and gx.shape[1] == n_in), "linear_backward: gx shape")
+    _need(gb is None or gb.shape[0] == n_out, "linear_backward: gb shape")
+    if n == 0 or n_in == 0:
+        return
+    cdef floating *pz = &z[0, 0] if z is not None else NULL
+    cdef floating *py = &y[0, 0] if y is not None else NULL
+    cdef floating *pgx = &gx[0, 0] if gx is not None else NULL
+    cdef floating *pgb = &gb[0] if gb is not None else NULL
+    with nogil:
+        if floating is float:
+            fnn_linear_backward_f32(n, n_in, n_out, &x[0, 0], n_in, &w[0, 0], act, <float>slope,
+                                    pz, py, &gy[0, 0], &gz[0, 0], pgx, &gw[0, 0], pgb, accumulate)
+        else:
+            fnn_linear_backward_f64(n, n_in, n_out, &x[0, 0], n_in, &w[0, 0], act, slope,
+                                    pz, py, &gy[0, 0], &gz[0, 0], pgx, &gw[0, 0], pgb, accumulate)
+
+
+# -------------------------------------------------------------- activations
+def act_forward(int act, double slope, floating[::1] x, floating[::1] y):
+    _need(x.shape[0] == y.shape[0], "act_forward: shapes do not match")
+    if x.shape[0] == 0:
+        return
+    with nogil:
+        if floating is float:
+            fnn_act_forward_f32(act, <float>slope, x.shape[0], &x[0], &y[0])
+        else:
+            fnn_act_forward_f64(act, slope, x.shape[0], &x[0], &y[0])
+
+
+def act_backward(int act, double slope, floating[::1] x, floating[::1] y, floating[::1] gy,
+                 floating[::1] gx):
+    """gx = gy * act'(x); ReLU/LeakyReLU/Sigmoid/Tanh read y, GELU reads x."""
+    cdef Py_ssize_t n = gy.shape[0]
+    _need(gx.shape[0] == n, "act_backward: shapes do not match")
+    _need((x is not None and x.shape[0] == n) if act >= FNN_ACT_GELU else
+          (act == FNN_ACT_NONE or (y is not None and y.shape[0] == n)),
+          "act_backward: needs x for GELU and y otherwise")
+    if n == 0:
+        return
+    cdef floating *px = &x[0] if x is not None else NULL
+    cdef floating *py = &y[0] if y is not None else NULL
+    with nogil:
+        if floating is float:
+            fnn_act_backward_f32(act, <float>slope, n, px, py, &gy[0], &gx[0])
+        else:
+            fnn_act_backward_f64(act, slope, n, px, py, &gy[0], &gx[0])
+
+
+def softmax_forward(floating[:, ::1] x, floating[:, ::1] y):
+    _need(x.shape[0] == y.shape[0] and x.shape[1] == y.shape[1], "softmax: shapes do not match")
+    if x.shape[0] == 0 or x.shape[1] == 0:
+        return
+    with nogil:
+        if floating is float:
+            fnn_softmax_forward_f32(x.shape[0], x.shape[1], &x[0, 0], &y[0, 0])
+        else:
+            fnn_softmax_forward_f64(x.shape[0], x.shape[1], &x[0, 0], &y[0, 0])
+
+
+def softmax_backward(floating[:, ::1] y, floating[:, ::1] gy, floating[:, ::1] gx):
+    _need(y.shape[0] == gy.shape[0] == gx.shape[0] and y.shape[1] == gy.shape[1] == gx.shape[1],
+          "softmax_backward: shapes do not match")
+    if y.shape[0] == 0 or y.shape[1] == 0:
+        return
+    with nogil:
+        if floating is float:
+            fnn_softmax_backward_f32(y.shape[0], y.shape[1], &y[0, 0], &gy[0, 0], &gx[0, 0])
+        else:
+            fnn_softmax_backward_f64(y.shape[0], y.shape[1], &y[0, 0], &gy[0, 0], &gx[0, 0])
+
+
+# ------------------------------------------------------------------- losses
+def mse(floating[::1] y, floating[::1] t, floating[::1] grad):
+    """Mean squared error; grad (may be None) gets d(mean)/dy."""
+    cdef Py_ssize_t n = y.shape[0]
+    _need(n > 0 and t.shape[0] == n and (grad is None or grad.shape[0] == n), "mse: shapes")
+    cdef floating *pg = &grad[0] if grad is not None else NULL
+    cdef double r
+    with nogil:
+        if floating is float:
+            r = fnn_mse_f32(n, &y[0], &t[0], pg)
+        else:
+            r = fnn_mse_f64(n, &y[0], &t[0], pg)
+    return r
+
+
+def bce(floating[::1] p, floating[::1] t, floating[::1] grad):
+    """Binary cross-entropy on probabilities, log clamped at -100 like PyTorch."""
+    cdef Py_ssize_t n = p.shape[0]
+    _need(n > 0 and t.shape[0] == n and (grad is None or grad.shape[0] == n), "bce: shapes")
+    cdef floating *pg = &grad[0] if grad is not None else NULL
+    cdef double r
+    with nogil:
+        if floating is float:
+            r = fnn_bce_f32(n, &p[0], &t[0], pg)
+        else:
+            r = fnn_bce_f64(n, &p[0], &t[0], pg)
+    return r
+
+
+def bce_logits(floating[::1] z, floating[::1] t, floating[::1] grad):
+    """Binary cross-entropy on logits; grad = (sigmoid(z) - t) / n."""
+    cdef Py_ssize_t n = z.shape[0]
+    _need(n > 0 and t.shape[0] == n and (grad is None or grad.shape[0] == n), "bce_logits: shapes")
+    cdef floating *pg = &grad[0] if grad is not None else NULL
+    cdef double r
+    with nogil:
+        if floating is float:
+            r = fnn_bce_logits_f32(n, &z[0], &t[0], pg)
+        else:
+            r = fnn_bce_logits_f64(n, &z[0], &t[0], pg)
+    return r
+
+
+def cross_entropy_labels(floating[:, ::1] z, const int64_t[::1] labels, double smoothing,
+                         floating[:, ::1] grad):
+    """Softmax cross-entropy of logits z against class labels (checked in range)."""
+    cdef int n = z.shape[0], C = z.shape[1]
+    _need(n > 0 and C > 0 and labels.shape[0] == n, "cross_entropy: shapes")
+    _need(grad is None or (grad.shape[0] == n and grad.shape[1] == C), "cross_entropy: grad shape")
+    if not fnn_labels_in_range(n, <int64_t *>&labels[0], C):
+        raise ValueError(f"cross_entropy: labels must be in [0, {C})")
+    cdef floating *pg = &grad[0, 0] if grad is not None else NULL
+    cdef double r
+    with nogil:
+        if floating is float:
+            r = fnn_cross_entropy_f32(n, C, &z[0, 0], <int64_t *>&labels[0], NULL,
+                                         <float>smoothing, pg)
+        else:
+            r = fnn_cross_entropy_f64(n, C, &z[0, 0], <int64_t *>&labels[0], NULL,
+                                         smoothing, pg)
+    return r
+
+
+def cross_entropy_probs(floating[:, ::1] z, floating[:, ::1] probs, double smoothing,
+                        floating[:, ::1] grad):
+    """Softmax cross-entropy of logits z against target probabilities."""
+    cdef int n = z.shape[0], C = z.shape[1]
+    _need(n > 0 and C > 0 and probs.shape[0] == n and probs.shape[1] == C, "cross_entropy: shapes")
+    _need(grad is None or (grad.shape[0] == n and grad.shape[1] == C), "cross_entropy: grad shape")
+    cdef floating *pg = &grad[0, 0] if grad is not None else NULL
+    cdef double r
+    with nogil:
+        if floating is float:
+            r = fnn_cross_entropy_f32(n, C, &z[0, 0], NULL, &probs[0, 0], <float>smoothing, pg)
+        else:
+            r = fnn_cross_entropy_f64(n, C, &z[0, 0], NULL, &probs[0, 0], smoothing, pg)
+
+
+# --------------------------------------------------------------- optimizers
+    return r
+
+
+def sgd(floating[::1] p, floating[::1] g, floating[::1] buf, double lr, double momentum,
+        double dampening, double weight_decay, bint nesterov, bint first):
+    """One SGD update in place; buf is the momentum buffer (None without momentum)."""
+    cdef Py_ssize_t n = p.shape[0]
+    _need(g.shape[0] == n and (buf is None or buf.shape[0] == n), "sgd: shapes")
+    if n == 0:
+        return
+    cdef floating *pbuf = &buf[0] if buf is not None else NULL
+    with nogil:
+        if floating is float:
+            fnn_sgd_f32(n, &p[0], &g[0], pbuf, <float>lr, <float>momentum, <float>dampening,
+                        <float>weight_decay, nesterov, first)
+        else:
+            fnn_sgd_f64(n, &p[0], &g[0], pbuf, lr, momentum, dampening, weight_decay,
+                        nesterov, first)
+
+
+def adam(floating[::1] p, floating[::1] g, floating[::1] m, floating[::1] v, double lr,
+         double beta1, double beta2, double eps, double weight_decay, bint decoupled,
+         long long step):
+    """One Adam (decoupled=False: L2 in the gradient) or AdamW update; step counts from 1."""
+    cdef Py_ssize_t n = p.shape[0]
+    _need(g.shape[0] == n and m.shape[0] == n and v.shape[0] == n and step >= 1, "adam: shapes")
+    if n == 0:
+        return
+    with nogil:
+        if floating is float:
+            fnn_adam_f32(n, &p[0], &g[0], &m[0], &v[0], <float>lr, <float>beta1, <float>beta2,
+                         <float>eps, <float>weight_decay, decoupled, step)
+        else:
+            fnn_adam_f64(n, &p[0], &g[0], &m[0], &v[0], lr, beta1, beta2, eps, weight_decay,
+                         decoupled, step)
+
+
+def rmsprop(floating[::1] p, floating[::1] g, floating[::1] square_avg, floating[::1] grad_avg,
+            floating[::1] buf, double lr, double alpha, double eps, double weight_decay,
+            double momentum):
+    """One RMSprop update; grad_avg only when centered, buf only with momentum."""
+    cdef Py_ssize_t n = p.shape[0]
+    _need(g.shape[0] == n and square_avg.shape[0] == n and
+          (grad_avg is None or grad_avg.shape[0] == n) and (buf is None or buf.shape[0] == n),
+          "rmsprop: shapes")
+    if n == 0:
+        return
+    cdef floating *pga = &grad_avg[0] if grad_avg is not None else NULL
+    cdef floating *pbuf = &buf[0] if buf is not None else NULL
+    with nogil:
+        if floating is float:
+            fnn_rmsprop_f32(n, &p[0], &g[0], &square_avg[0], pga, pbuf, <float>lr, <float>alpha,
+                            <float>eps, <float>weight_decay, <float>momentum)
+        else:
+            fnn_rmsprop_f64(n, &p[0], &g[0], &square_avg[0], pga, pbuf, lr, alpha, eps,
+                            weight_decay, momentum)
+
+
+def sumsq(floating[::1] x):
+    """Sum of squares in float64, in an order fixed by the size alone."""
+    if x.shape[0] == 0:
+        return 0.0
+    cdef double r
+    with nogil:
+        if floating is float:
+            r = fnn_sumsq_f32(x.shape[0], &x[0])
+        else:
+            r = fnn_sumsq_f64(x.shape[0], &x[0])
+    return r
+
+
+def scale(floating[::1] x, double c):
+    if x.shape[0] == 0:
+        return
+    with nogil:
+        if floating is float:
+            fnn_scale_f32(x.shape[0], &x[0], <float>c)
+        else:
+            fnn_scale_f64(x.shape[0], &x[0], c)
+
+
+def mul(floating[::1] a, floating[::1] b, floating[::1] out):
+    _need(a.shape[0] == b.shape[0] == out.shape[0], "mul: shapes")
+    if a.shape[0] == 0:
+        return
+    with nogil:
+        if floating is float:
+            fnn_mul_f32(a.shape[0], &a[0], &b[0], &out[0])
+        else:
+            fnn_mul_f64(a.shape[0], &a[0], &b[0], &out[0])
+
+
+def all_finite(floating[::1] x):
+    if x.shape[0] == 0:
+        return True
+    if floating is float:
+        return bool(fnn_all_finite_f32(x.shape[0], &x[0]))
+    else:
+        return bool(fnn_all_finite_f64(x.shape[0], &x[0]))
+
+
+def labels_in_range(const int64_t[::1] labels, long long num_classes):
+    if labels.shape[0] == 0:
+        return True
+    return bool(fnn_labels_in_range(labels.shape[0], <int64_t *>&labels[0], num_classes))
+
+
+# ---------------------------------------------------------------- layernorm
+def layernorm_forward(floating[:, ::1] x, floating[::1] gamma, floating[::1] beta, double eps,
+                      floating[:, ::1] y, floating[::1] mean, floating[::1] rstd):
+    cdef int n = x.shape[0], d = x.shape[1]
+    _need(y.shape[0] == n and y.shape[1] == d and mean.shape[0] == n and rstd.shape[0] == n,
+          "layernorm_forward: shapes")
+    _need((gamma is None) == (beta is None), "layernorm_forward: gamma and beta go together")
+    _need(gamma is None or (gamma.shape[0] == d and beta.shape[0] == d), "layernorm: affine shape")
+    if n == 0 or d == 0:
+        return
+    cdef floating *pg = &gamma[0] if gamma is not None else NULL
+    cdef floating *pb = &beta[0] if beta is not None else NULL
+    with nogil:
+        if floating is float:
+            fnn_layernorm_forward_f32(n, d, &x[0, 0], pg, pb, <float>eps, &y[0, 0], &mean[0],
+                                      &rstd[0])
+        else:
+            fnn_layernorm_forward_f64(n, d, &x[0, 0], pg, pb, eps, &y[0, 0], &mean[0], &rstd[0])
+
+
+def layernorm_backward(floating[:, ::1] x, floating[::1] gamma, floating[::1] mean,
+                       floating[::1] rstd, floating[:, ::1] gy, floating[:, ::1] gx,
+                       floating[::1] ggamma, floating[::1] gbeta, bint accumulate=False):
+    cdef int n = x.shape[0], d = x.shape[1]
+    _need(gy.shape[0] == n and gy.shape[1] == d and gx.shape[0] == n and gx.shape[1] == d
+          and mean.shape[0] == n and rstd.shape[0] == n, "layernorm_backward: shapes")
+    _need((ggamma is None) == (gbeta is None) and (ggamma is None or
+          (ggamma.shape[0] == d and gbeta.shape[0] == d)), "layernorm_backward: affine shapes")
+    _need(gamma is None or gamma.shape[0] == d, "layernorm_backward: gamma shape")
+    if n == 0 or d == 0:
+        return
+    cdef floating *pg = &gamma[0] if gamma is not None else NULL
+    cdef floating *pgg = &ggamma[0] if ggamma is not None else NULL
+    cdef floating *pgb = &gbeta[0] if gbeta is not None else NULL
+    with nogil:
+        if floating is float:
+            fnn_layernorm_backward_f32(n, d, &x[0, 0], pg, &mean[0], &rstd[0], &gy[0, 0],
+                                       &gx[0, 0], pgg, pgb, accumulate)
+        else:
+            fnn_layernorm_backward_f64(n, d, &x[0, 0], pg, &mean[0], &rstd[0], &gy[0, 0],
+                                       &gx[0, 0], pgg, pgb, accumulate)
+
+
+# ------------------------------------------------------------------ dropout
+def dropout_forward(floating[::1] x, floating[::1] y, floating[::1] mask, double p,
+                    unsigned long long seed):
+    """y = x * mask, mask = 0 (probability p) or 1/(1-p); depends on (seed, index) only."""
+    cdef Py_ssize_t n = x.shape[0]
+    _need(y.shape[0] == n and mask.shape[0] == n, "dropout: shapes")
+    _need(0.0 <= p <= 1.0, "dropout: p must be in [0, 1]")
+    if n == 0:
+        return
+    with nogil:
+        if floating is float:
+            fnn_dropout_forward_f32(n, &x[0], &y[0], &mask[0], <float>p, seed)
+        else:
+            fnn_dropout_forward_f64(n, &x[0], &y[0], &mask[0], p, seed)
+
+
+# ---------------------------------------------------------------- embedding
+def embedding_forward(const int64_t[::1] idx, floating[:, ::1] weight, floating[:, ::1] out):
+    cdef Py_ssize_t n = idx.shape[0]
+    cdef int dim = weight.shape[1]
+    _need(out.shape[0] == n and out.shape[1] == dim, "embedding_forward: shapes")
+    if n == 0 or dim == 0:
+        return
+    if not fnn_labels_in_range(n, <int64_t *>&idx[0], weight.shape[0]):
+        raise ValueError(f"embedding: indices must be in [0, {weight.shape[0]})")
+    with nogil:
+        if floating is float:
+            fnn_embedding_forward_f32(n, dim, <int64_t *>&idx[0], &weight[0, 0], &out[0, 0])
+        else:
+            fnn_embedding_forward_f64(n, dim, <int64_t *>&idx[0], &weight[0, 0], &out[0, 0])
+
+
+def embedding_backward(const int64_t[::1] idx, floating[:, ::1] gout, floating[:, ::1] gweight,
+                       bint accumulate=False):
+    cdef Py_ssize_t n = idx.shape[0]
+    cdef int dim = gweight.shape[1]
+    _need(gout.shape[0] == n and gout.shape[1] == dim, "embedding_backward: shapes")
+    if gweight.shape[0] == 0 or dim == 0:
+        return
+    if n and not fnn_labels_in_range(n, <int64_t *>&idx[0], gweight.shape[0]):
+        raise ValueError(f"embedding: indices must be in [0, {gweight.shape[0]})")
+    cdef int64_t *pidx = <int64_t *>&idx[0] if n else NULL
+    cdef floating *pg = &gout[0, 0] if n else NULL
+    with nogil:
+        if floating is float:
+            fnn_embedding_backward_f32(n, dim, gweight.shape[0], pidx, pg, &gweight[0, 0],
+                                       accumulate)
+        else:
+            fnn_embedding_backward_f64(n, dim, gweight.shape[0], pidx, pg, &gweight[0, 0],
+                                       accumulate)

@@ -1,0 +1,64 @@
+"""Checks on user input, with messages that name the argument, the expected
+and the actual value. Kept out of the kernels: they trust what they are given."""
+import numbers
+
+import numpy as np
+
+from ._kernels import _ops
+
+FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
+
+
+def as_dtype(dtype, name="dtype"):
+    try:
+        dt = np.dtype(dtype)
+    except TypeError:
+        raise TypeError(f"{name} must be 'float32' or 'float64', got {dtype!r}") from None
+    if dt not in FLOAT_DTYPES:
+        raise TypeError(f"{name} must be 'float32' or 'float64', got {dt}")
+    return dt
+
+
+def as_float_array(x, name, dtype, ndim=None, finite=True):
+    """x as a C-contiguous array of dtype; real numbers only, no silent reshapes."""
+    arr = np.asarray(x)
+    if arr.dtype.kind not in "fiub":
+        raise TypeError(f"{name} must hold real numbers, got dtype {arr.dtype}")
+    if ndim is not None and arr.ndim != ndim:
+        raise ValueError(f"{name} must be {ndim}-D, got shape {arr.shape}")
+    arr = np.ascontiguousarray(arr, dtype=dtype)
+    if finite and not _ops.all_finite(arr.reshape(-1)):
+        raise ValueError(f"{name} contains NaN or inf")
+    return arr
+
+
+def as_index_array(x, name, high):
+    """x as C-contiguous int64 indices in [0, high)."""
+    arr = np.asarray(x)
+    if arr.dtype.kind not in "iu":
+        if arr.dtype.kind == "f" and arr.size and np.all(arr == np.round(arr)):
+            raise TypeError(f"{name} must be integers, got dtype {arr.dtype} "
+                            "(cast with .astype(int) if these are labels)")
+        raise TypeError(f"{name} must be integers, got dtype {arr.dtype}")
+    arr = np.ascontiguousarray(arr, dtype=np.int64)
+    if arr.size and not _ops.labels_in_range(arr.reshape(-1), high):
+        bad = arr[(arr < 0) | (arr >= high)].reshape(-1)[0]
+        raise ValueError(f"{name} must be in [0, {high}), got {bad}")
+    return arr
+
+
+def check_batch(x, name):
+    if x.shape[0] == 0:
+        raise ValueError(f"{name} is an empty batch (shape {x.shape})")
+
+
+def positive_int(value, name):
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value <= 0:
+        raise ValueError(f"{name} must be a positive int, got {value!r}")
+    return int(value)
+
+
+def non_negative(value, name):
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not value >= 0:
+        raise ValueError(f"{name} must be a non-negative number, got {value!r}")
+    return float(value)

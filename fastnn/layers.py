@@ -1,0 +1,212 @@
+"""Layers with parameters or state: Linear, Dropout, LayerNorm, Embedding, Flatten."""
+import math
+
+import numpy as np
+
+from . import _random
+from . import _validation as V
+from ._kernels import _ops
+from .module import Module
+from .parameter import Parameter
+
+
+class Linear(Module):
+    """y = x W^T + b with W of shape (out, in) and PyTorch's initialization
+    (Kaiming-uniform a=sqrt(5), i.e. U(+-1/sqrt(in)), bias U(+-1/sqrt(in)))."""
+
+    def __init__(self, in_features, out_features, bias=True, dtype="float32"):
+        super().__init__()
+        self.in_features = V.positive_int(in_features, "in_features")
+        self.out_features = V.positive_int(out_features, "out_features")
+        self._dtype = V.as_dtype(dtype)
+        rng = _random.generator()
+        bound = 1.0 / math.sqrt(self.in_features)
+        w = rng.uniform(-bound, bound, (self.out_features, self.in_features))
+        self.register_parameter("weight", Parameter(w.astype(self._dtype)))
+        if bias:
+            b = rng.uniform(-bound, bound, self.out_features)
+            self.register_parameter("bias", Parameter(b.astype(self._dtype)))
+        self._act = None
+
+    @property
+    def weight(self):
+        return self._parameters["weight"]
+
+    @property
+    def bias(self):
+        return self._parameters.get("bias")
+
+    def _fuse(self, activation):
+        """Run `activation` inside this layer's kernel (set by Sequential)."""
+        self._act = activation
+
+    def _check_input(self, x):
+        x = V.as_float_array(x, "x", self._dtype)
+        if x.ndim != 2 or x.shape[1] != self.in_features:
+            raise ValueError(f"x must have shape (batch, {self.in_features}), got {x.shape}"
+                             + (" (use x.reshape(1, -1) for one sample)" if x.ndim == 1 else ""))
+        V.check_batch(x, "x")
+        return x
+
+    def _forward(self, x):
+        n = x.shape[0]
+        act = self._act
+        code, slope = (act.code, act.slope) if act else (_ops.ACT_NONE, 0.0)
+        y = self._buffer("y", (n, self.out_features))
+        z = self._buffer("z", y.shape) if act is not None and act.needs_input else None
+        b = self.bias
+        _ops.linear_forward(x, self.weight.data, None if b is None else b.data, code, slope, z, y)
+        self._x, self._z, self._out = x, z, y
+        return y
+
+    def _backward(self, grad, accumulate, need_input_grad):
+        act = self._act
+        code, slope = (act.code, act.slope) if act else (_ops.ACT_NONE, 0.0)
+        # without an activation the kernel reads grad in place; otherwise dZ goes to a workspace
+        gz = grad if code == _ops.ACT_NONE else self._buffer("gz", grad.shape)
+        gx = self._buffer("gx", self._x.shape) if need_input_grad else None
+        b = self.bias
+        _ops.linear_backward(self._x, self.weight.data, code, slope, self._z, self._out, grad, gz,
+                             gx, self.weight.grad, None if b is None else b.grad, accumulate)
+        return gx
+
+    def extra_repr(self):
+        return (f"in_features={self.in_features}, out_features={self.out_features}, "
+                f"bias={self.bias is not None}")
+
+
+class Dropout(Module):
+    """Inverted dropout: training keeps each activation with probability 1-p and
+    scales it by 1/(1-p); eval is the identity. Masks come from fn.seed's stream."""
+
+    def __init__(self, p=0.5):
+        super().__init__()
+        if isinstance(p, bool) or not isinstance(p, (int, float)) or not 0.0 <= p <= 1.0:
+            raise ValueError(f"Dropout: p must be a probability in [0, 1], got {p!r}")
+        self.p = float(p)
+        self._identity = True
+
+    def _forward(self, x):
+        self._identity = not self.training or self.p == 0.0
+        if self._identity:
+            self._out = x
+            return x
+        y = self._buffer("y", x.shape)
+        mask = self._buffer("mask", x.shape)
+        _ops.dropout_forward(x.reshape(-1), y.reshape(-1), mask.reshape(-1), self.p,
+                             _random.next_seed())
+        self._out, self._mask = y, mask
+        return y
+
+    def _backward(self, grad, accumulate, need_input_grad):
+        if self._identity:
+            return grad
+        gx = self._buffer("gx", grad.shape)
+        _ops.mul(grad.reshape(-1), self._mask.reshape(-1), gx.reshape(-1))
+        return gx
+
+    def extra_repr(self):
+        return f"p={self.p}"
+
+
+class LayerNorm(Module):
+    """Normalizes each row over its last dimension (float64 statistics)."""
+
+    def __init__(self, normalized_shape, eps=1e-5, elementwise_affine=True, dtype="float32"):
+        super().__init__()
+        if isinstance(normalized_shape, (tuple, list)):
+            if len(normalized_shape) != 1:
+                raise ValueError("LayerNorm: only a single normalized dimension is supported, "
+                                 f"got {normalized_shape}")
+            normalized_shape = normalized_shape[0]
+        self.normalized_shape = V.positive_int(normalized_shape, "normalized_shape")
+        if isinstance(eps, bool) or not isinstance(eps, (int, float)) or not eps > 0:
+            raise ValueError(f"LayerNorm: eps must be > 0, got {eps!r}")
+        self.eps = float(eps)
+        self._dtype = V.as_dtype(dtype)
+        self.elementwise_affine = bool(elementwise_affine)
+        if self.elementwise_affine:
+            self.register_parameter("weight", Parameter(np.ones(self.normalized_shape, self._dtype)))
+            self.register_parameter("bias", Parameter(np.zeros(self.normalized_shape, self._dtype)))
+
+    def _check_input(self, x):
+        x = V.as_float_array(x, "x", self._dtype)
+        if x.ndim < 2 or x.shape[-1] != self.normalized_shape:
+            raise ValueError(f"x must have shape (batch, ..., {self.normalized_shape}), got {x.shape}")
+        V.check_batch(x, "x")
+        return x
+
+    def _forward(self, x):
+        x2 = x.reshape(-1, self.normalized_shape)
+        n = x2.shape[0]
+        y = self._buffer("y", x.shape)
+        mean = self._buffer("mean", (n,))
+        rstd = self._buffer("rstd", (n,))
+        w, b = self._parameters.get("weight"), self._parameters.get("bias")
+        _ops.layernorm_forward(x2, w and w.data, b and b.data, self.eps,
+                               y.reshape(n, -1), mean, rstd)
+        self._x, self._mean, self._rstd, self._out = x2, mean, rstd, y
+        return y
+
+    def _backward(self, grad, accumulate, need_input_grad):
+        n = self._x.shape[0]
+        gx = self._buffer("gx", grad.shape)
+        w, b = self._parameters.get("weight"), self._parameters.get("bias")
+        _ops.layernorm_backward(self._x, w and w.data, self._mean, self._rstd, grad.reshape(n, -1),
+                                gx.reshape(n, -1), w and w.grad, b and b.grad, accumulate)
+        return gx
+
+    def extra_repr(self):
+        return f"{self.normalized_shape}, eps={self.eps}, elementwise_affine={self.elementwise_affine}"
+
+
+class Embedding(Module):
+    """A lookup table: integer ids (batch, ...) -> vectors (batch, ..., dim).
+    The backward scatter-add is deterministic and independent of the thread count."""
+
+    def __init__(self, num_embeddings, embedding_dim, dtype="float32"):
+        super().__init__()
+        self.num_embeddings = V.positive_int(num_embeddings, "num_embeddings")
+        self.embedding_dim = V.positive_int(embedding_dim, "embedding_dim")
+        self._dtype = V.as_dtype(dtype)
+        w = _random.generator().standard_normal((self.num_embeddings, self.embedding_dim))
+        self.register_parameter("weight", Parameter(w.astype(self._dtype)))
+
+    @property
+    def weight(self):
+        return self._parameters["weight"]
+
+    def _check_input(self, x):
+        x = V.as_index_array(x, "x", self.num_embeddings)
+        if x.ndim == 0:
+            raise ValueError("x must be a batch of ids (at least 1-D), got a scalar")
+        V.check_batch(x, "x")
+        return x
+
+    def _forward(self, x):
+        idx = x.reshape(-1)
+        y = self._buffer("y", x.shape + (self.embedding_dim,))
+        _ops.embedding_forward(idx, self.weight.data, y.reshape(idx.shape[0], -1))
+        self._idx, self._out = idx, y
+        return y
+
+    def _backward(self, grad, accumulate, need_input_grad):
+        _ops.embedding_backward(self._idx, grad.reshape(self._idx.shape[0], -1), self.weight.grad,
+                                accumulate)
+        return None
+
+    def extra_repr(self):
+        return f"{self.num_embeddings}, {self.embedding_dim}"
+
+
+class Flatten(Module):
+    """(batch, d1, d2, ...) -> (batch, d1*d2*...)."""
+
+    def _forward(self, x):
+        self._shape = x.shape
+        y = x.reshape(x.shape[0], -1)
+        self._out = y
+        return y
+
+    def _backward(self, grad, accumulate, need_input_grad):
+        return grad.reshape(self._shape)

@@ -1,0 +1,140 @@
+"""Losses (mean reduction). Calling a loss computes the value and the gradient
+of the mean with respect to the output in the same pass; ``backward()`` returns
+that gradient for ``model.backward``."""
+import numpy as np
+
+from . import _validation as V
+from ._kernels import _ops
+
+
+class _Loss:
+    classification = False
+
+    def __init__(self):
+        self._grad = None
+        self._buffers = {}
+
+    def __call__(self, output, target):
+        output = self._check_output(output)
+        target = self._check_target(output, target)
+        grad = self._buffers.get(output.shape)
+        if grad is None or grad.dtype != output.dtype:
+            self._buffers = {output.shape: np.empty(output.shape, output.dtype)}
+            grad = self._buffers[output.shape]
+        value = self._compute(output, target, grad)
+        self._grad = grad
+        return float(value)
+
+    forward = __call__
+
+    def backward(self):
+        """d(mean loss)/d(output) of the last call, shaped like the output."""
+        if self._grad is None:
+            raise RuntimeError(f"{type(self).__name__}.backward called before the loss was computed")
+        return self._grad
+
+    def _check_output(self, output):
+        arr = np.asarray(output)
+        dtype = arr.dtype if arr.dtype in V.FLOAT_DTYPES else np.float64
+        out = V.as_float_array(arr, "output", dtype)
+        if out.ndim == 0:
+            raise ValueError("output must be a batch (at least 1-D), got a scalar")
+        V.check_batch(out, "output")
+        return out
+
+    def _same_shape_target(self, output, target):
+        t = V.as_float_array(target, "target", output.dtype)
+        if t.shape != output.shape:
+            raise ValueError(f"target must have the output's shape {output.shape}, got {t.shape}"
+                             " (no broadcasting: reshape the target explicitly)")
+        return t
+
+    def __repr__(self):
+        return f"{type(self).__name__}()"
+
+
+class MSELoss(_Loss):
+    """mean((output - target)^2) over all elements."""
+
+    def _check_target(self, output, target):
+        return self._same_shape_target(output, target)
+
+    def _compute(self, output, target, grad):
+        return _ops.mse(output.reshape(-1), target.reshape(-1), grad.reshape(-1))
+
+
+class BCELoss(_Loss):
+    """Binary cross-entropy on probabilities; log clamped at -100 like PyTorch."""
+
+    classification = True
+
+    def _check_output(self, output):
+        out = super()._check_output(output)
+        if out.min() < 0 or out.max() > 1:
+            raise ValueError("output of BCELoss must be probabilities in [0, 1] "
+                             "(use BCEWithLogitsLoss on logits)")
+        return out
+
+    def _check_target(self, output, target):
+        t = self._same_shape_target(output, target)
+        if t.min() < 0 or t.max() > 1:
+            raise ValueError("target of BCELoss must be in [0, 1]")
+        return t
+
+    def _compute(self, output, target, grad):
+        return _ops.bce(output.reshape(-1), target.reshape(-1), grad.reshape(-1))
+
+
+class BCEWithLogitsLoss(BCELoss):
+    """Sigmoid + binary cross-entropy, fused and stable; gradient sigmoid(z) - y."""
+
+    def _check_output(self, output):
+        return _Loss._check_output(self, output)
+
+    def _compute(self, output, target, grad):
+        return _ops.bce_logits(output.reshape(-1), target.reshape(-1), grad.reshape(-1))
+
+
+class CrossEntropyLoss(_Loss):
+    """Softmax cross-entropy on logits (n, C) against int labels (n,) in [0, C)
+    or probabilities (n, C); label_smoothing mixes in the uniform distribution."""
+
+    classification = True
+
+    def __init__(self, label_smoothing=0.0):
+        super().__init__()
+        if (isinstance(label_smoothing, bool) or not isinstance(label_smoothing, (int, float))
+                or not 0.0 <= label_smoothing <= 1.0):
+            raise ValueError(f"label_smoothing must be in [0, 1], got {label_smoothing!r}")
+        self.label_smoothing = float(label_smoothing)
+
+    def _check_output(self, output):
+        out = super()._check_output(output)
+        if out.ndim != 2:
+            raise ValueError(f"output must be logits of shape (batch, classes), got {out.shape}")
+        return out
+
+    def _check_target(self, output, target):
+        t = np.asarray(target)
+        n, C = output.shape
+        if t.dtype.kind in "iu":
+            if t.shape != (n,):
+                raise ValueError(f"target labels must have shape ({n},), got {t.shape}")
+            return V.as_index_array(t, "target", C)
+        if t.dtype.kind != "f":
+            raise TypeError(f"target must be int class labels or float probabilities, got dtype {t.dtype}")
+        if t.shape != (n, C):
+            hint = " (class labels must be an integer array)" if t.shape == (n,) else ""
+            raise ValueError(f"target probabilities must have shape ({n}, {C}), got {t.shape}{hint}")
+        t = V.as_float_array(t, "target", output.dtype)
+        if t.min() < 0 or not np.allclose(t.sum(axis=1), 1.0, atol=1e-4 if t.dtype == np.float32 else 1e-8):
+            raise ValueError("target probabilities must be non-negative with rows summing to 1")
+        return t
+
+    def _compute(self, output, target, grad):
+        if target.dtype == np.int64:
+            return _ops.cross_entropy_labels(output, target, self.label_smoothing, grad)
+        return _ops.cross_entropy_probs(output, target, self.label_smoothing, grad)
+
+    def __repr__(self):
+        return f"CrossEntropyLoss(label_smoothing={self.label_smoothing})"

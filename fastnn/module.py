@@ -1,0 +1,237 @@
+"""Module and Sequential: the container, its parameters and its state dict.
+
+A module's ``forward``/``backward`` are the public, validated, copying calls;
+``_forward``/``_backward`` are the internal ones that work in reusable
+workspaces (so a warm training step allocates nothing)."""
+import numpy as np
+
+from . import _validation as V
+from .parameter import FlatBuffer, Parameter
+
+
+class Module:
+    """Base class: parameters by name, children, train/eval, state dicts."""
+
+    def __init__(self):
+        self.training = True
+        self._parameters = {}
+        self._modules = {}
+        self._workspace = {}
+        self._dtype = np.dtype(np.float32)
+
+    # --- structure -------------------------------------------------------
+    def register_parameter(self, name, param):
+        if not isinstance(param, Parameter):
+            raise TypeError(f"register_parameter: {name} must be a Parameter")
+        self._parameters[name] = param
+
+    def named_parameters(self, prefix=""):
+        out = [(prefix + name, p) for name, p in self._parameters.items()]
+        for cname, child in self._modules.items():
+            out.extend(child.named_parameters(f"{prefix}{cname}."))
+        return out
+
+    def parameters(self):
+        return [p for _, p in self.named_parameters()]
+
+    def modules(self):
+        yield self
+        for child in self._modules.values():
+            yield from child.modules()
+
+    @property
+    def dtype(self):
+        return self._dtype
+
+    def _to_dtype(self, dtype):
+        for m in self.modules():
+            m._dtype = dtype
+            m._workspace.clear()
+            for name, p in m._parameters.items():
+                if p.dtype != dtype:
+                    m._parameters[name] = Parameter(p.data.astype(dtype))
+
+    # --- modes and gradients ------------------------------------------------
+    def train(self, mode=True):
+        for m in self.modules():
+            m.training = bool(mode)
+        return self
+
+    def eval(self):
+        return self.train(False)
+
+    def zero_grad(self):
+        for p in self.parameters():
+            p.grad.fill(0)
+
+    # --- state ---------------------------------------------------------------
+    def state_dict(self):
+        """name -> copy of the weights, with PyTorch's key names."""
+        return {name: p.data.copy() for name, p in self.named_parameters()}
+
+    def load_state_dict(self, state_dict, strict=True):
+        """Copy weights in; everything is checked before anything is written."""
+        if not isinstance(state_dict, dict):
+            raise TypeError(f"load_state_dict: expected a dict, got {type(state_dict).__name__}")
+        params = dict(self.named_parameters())
+        missing = [k for k in params if k not in state_dict]
+        unexpected = [k for k in state_dict if k not in params]
+        if strict and (missing or unexpected):
+            raise ValueError(f"load_state_dict: missing keys {missing}, unexpected keys {unexpected}")
+        staged = []
+        for name, p in params.items():
+            if name not in state_dict:
+                continue
+            value = state_dict[name]
+            if hasattr(value, "detach"):  # a torch tensor
+                value = value.detach().cpu().numpy()
+            value = np.asarray(value)
+            if value.shape != p.shape:
+                raise ValueError(f"load_state_dict: {name} has shape {value.shape}, "
+                                 f"expected {p.shape}")
+            staged.append((p, V.as_float_array(value, f"state_dict[{name!r}]", p.dtype)))
+        for p, value in staged:
+            p.data[...] = value
+
+    # --- computation ---------------------------------------------------------
+    def __call__(self, x):
+        return self.forward(x)
+
+    def forward(self, x):
+        """Validated forward; returns a fresh array."""
+        x = self._check_input(x)
+        return self._forward(x).copy()
+
+    def backward(self, grad, accumulate=False):
+        """Gradients of the last forward: parameter grads written (or added with
+        accumulate=True); returns the gradient with respect to the input."""
+        grad = self._check_grad(grad)
+        gx = self._backward(grad, accumulate, True)
+        return None if gx is None else gx.copy()
+
+    def _check_input(self, x):
+        x = V.as_float_array(x, "x", self._dtype)
+        if x.ndim == 0:
+            raise ValueError("x must be a batch (at least 1-D), got a scalar")
+        V.check_batch(x, "x")
+        return x
+
+    def _check_grad(self, grad):
+        out = getattr(self, "_out", None)
+        if out is None:
+            raise RuntimeError(f"{type(self).__name__}.backward called before forward")
+        grad = V.as_float_array(grad, "grad", self._dtype)
+        if grad.shape != out.shape:
+            raise ValueError(f"grad must have the output's shape {out.shape}, got {grad.shape}")
+        return grad
+
+    def _buffer(self, name, shape, dtype=None):
+        """A reusable workspace array (contents undefined)."""
+        key = (name, shape)
+        buf = self._workspace.get(key)
+        if buf is None:
+            if len(self._workspace) > 32:
+                self._workspace.clear()
+            buf = self._workspace[key] = np.empty(shape, dtype or self._dtype)
+        return buf
+
+    def _forward(self, x):
+        raise NotImplementedError
+
+    def _backward(self, grad, accumulate, need_input_grad):
+        raise NotImplementedError
+
+    def extra_repr(self):
+        return ""
+
+    def __repr__(self):
+        if not self._modules:
+            return f"{type(self).__name__}({self.extra_repr()})"
+        lines = [f"  ({name}): {child!r}" for name, child in self._modules.items()]
+        return f"{type(self).__name__}(\n" + "\n".join(lines) + "\n)"
+
+
+class Sequential(Module):
+    """Layers applied in order; weights and grads live in two flat buffers.
+
+    Where a Linear is followed by an elementwise activation the two run as one
+    fused kernel (bias + activation while the GEMM output is hot)."""
+
+    def __init__(self, *modules, dtype="float32"):
+        super().__init__()
+        dtype = V.as_dtype(dtype)
+        if not modules:
+            raise ValueError("Sequential needs at least one module")
+        for i, m in enumerate(modules):
+            if not isinstance(m, Module):
+                raise TypeError(f"Sequential: argument {i} must be a fastnn Module, "
+                                f"got {type(m).__name__}")
+            self._modules[str(i)] = m
+        self._to_dtype(dtype)
+        params = self.parameters()
+        self._flat = FlatBuffer(params, dtype) if params else None
+        self._stages = self._plan()
+
+    def __len__(self):
+        return len(self._modules)
+
+    def __getitem__(self, i):
+        return list(self._modules.values())[i]
+
+    def _plan(self):
+        from .activations import Elementwise
+        from .layers import Linear
+        mods = list(self._modules.values())
+        stages, i = [], 0
+        while i < len(mods):
+            m = mods[i]
+            if isinstance(m, Linear):
+                nxt = mods[i + 1] if i + 1 < len(mods) else None
+                fused = nxt if isinstance(nxt, Elementwise) else None
+                m._fuse(fused)
+                i += 2 if fused else 1
+            else:
+                i += 1
+            stages.append(m)
+        return stages
+
+    def zero_grad(self):
+        if self._flat is not None:
+            self._flat.grad.fill(0)
+
+    def _check_input(self, x):
+        return self._stages[0]._check_input(x)
+
+    def _forward(self, x):
+        for stage in self._stages:
+            x = stage._forward(x)
+        self._out = x
+        return x
+
+    def _backward(self, grad, accumulate, need_input_grad):
+        stages = self._stages
+        # The first stage's input gradient is only computed when someone needs it.
+        first_needed = 0 if need_input_grad else next(
+            (i for i, s in enumerate(stages) if s._parameters or s._modules), len(stages))
+        for i in range(len(stages) - 1, -1, -1):
+            if i < first_needed:
+                return None
+            grad = stages[i]._backward(grad, accumulate, i > first_needed or need_input_grad)
+        return grad
+
+    def backward(self, grad, accumulate=False):
+        """Write parameter gradients for the last forward (add with accumulate=True)."""
+        grad = self._check_grad(grad)
+        self._backward(grad, accumulate, False)
+
+    def predict(self, x, batch_size=1024):
+        """Eval-mode forward in batches; the model's mode is restored afterwards."""
+        batch_size = V.positive_int(batch_size, "batch_size")
+        x = self._check_input(x)
+        was_training = self.training
+        self.eval()
+        try:
+            outs = [self._forward(x[i:i + batch_size]).copy() for i in range(0, len(x), batch_size)]
+        finally:
+            self.train(was_training)
+        return np.concatenate(outs)

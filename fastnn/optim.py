@@ -1,0 +1,282 @@
+"""Optimizers with torch.optim's update rules, param_groups and state dicts.
+
+Each param group's parameters are updated in as few kernel calls as possible:
+when they are consecutive pieces of a model's flat buffer (the usual case) the
+whole group is one fused pass over contiguous memory."""
+import numbers
+
+import numpy as np
+
+from . import _validation as V
+from ._kernels import _ops
+from .parameter import Parameter, flat_span
+
+
+class _Segment:
+    """A contiguous run of parameters updated by one kernel call, with its state."""
+
+    __slots__ = ("params", "data", "grad", "state", "offsets")
+
+    def __init__(self, params):
+        self.params = params
+        span = flat_span(params)
+        if span is not None:
+            flat, lo, hi = span
+            self.data, self.grad = flat.data[lo:hi], flat.grad[lo:hi]
+        else:  # a single parameter (its arrays are contiguous)
+            (p,) = params
+            self.data, self.grad = p.data.reshape(-1), p.grad.reshape(-1)
+        self.state = {}
+        self.offsets = np.cumsum([0] + [p.size for p in params]).tolist()
+
+    def buffer(self, name):
+        """Zero-initialized state array, allocated on first use like torch's state."""
+        buf = self.state.get(name)
+        if buf is None:
+            buf = self.state[name] = np.zeros_like(self.data)
+        return buf
+
+    def view(self, name, i):
+        return self.state[name][self.offsets[i]:self.offsets[i + 1]].reshape(self.params[i].shape)
+
+
+def _segments(params):
+    if flat_span(params) is not None:
+        return [_Segment(params)]
+    return [_Segment([p]) for p in params]
+
+
+def _check_hyper(name, value, low=0.0, high=None, high_open=False):
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or value != value:
+        raise ValueError(f"Invalid {name}: {value!r} (expected a number)")
+    if value < low or (high is not None and (value >= high if high_open else value > high)):
+        bound = f"[{low}, {high}{')' if high_open else ']'}" if high is not None else f">= {low}"
+        raise ValueError(f"Invalid {name}: {value} (expected {bound})")
+    return float(value)
+
+
+class Optimizer:
+    """param_groups (dicts with 'params' and hyperparameters) + state + step()."""
+
+    state_names = ()
+
+    def __init__(self, params, defaults):
+        self.defaults = dict(defaults)
+        self.param_groups = []
+        self._segs = []
+        self._steps = []
+        params = list(params)
+        if not params:
+            raise ValueError("optimizer got an empty parameter list")
+        groups = params if isinstance(params[0], dict) else [{"params": params}]
+        for g in groups:
+            self.add_param_group(g)
+
+    def add_param_group(self, group):
+        if not isinstance(group, dict) or "params" not in group:
+            raise TypeError("a param group must be a dict with a 'params' list")
+        params = list(group["params"])
+        for p in params:
+            if not isinstance(p, Parameter):
+                raise TypeError(f"optimizer params must be fastnn Parameters, got {type(p).__name__}")
+        seen = {id(p) for g in self.param_groups for p in g["params"]}
+        if any(id(p) in seen for p in params) or len({id(p) for p in params}) != len(params):
+            raise ValueError("some parameters appear in more than one parameter group")
+        full = {**self.defaults, **{k: v for k, v in group.items() if k != "params"}}
+        self._validate(full)
+        full["params"] = params
+        self.param_groups.append(full)
+        self._segs.append(_segments(params))
+        self._steps.append(0)
+
+    def _validate(self, group):
+        raise NotImplementedError
+
+    def zero_grad(self, set_to_none=False):
+        for segs in self._segs:
+            for seg in segs:
+                seg.grad.fill(0)
+
+    def step(self):
+        for gi, group in enumerate(self.param_groups):
+            self._validate(group)
+            self._steps[gi] += 1
+            for seg in self._segs[gi]:
+                self._update(seg, group, self._steps[gi])
+
+    def _update(self, seg, group, step):
+        raise NotImplementedError
+
+    # --- state dicts (torch's layout: params numbered across groups) ------------
+    def state_dict(self):
+        state, groups, index = {}, [], 0
+        for gi, group in enumerate(self.param_groups):
+            ids = []
+            for seg in self._segs[gi]:
+                for i in range(len(seg.params)):
+                    if seg.state or self._steps[gi]:
+                        entry = {"step": float(self._steps[gi])}
+                        entry.update({name: seg.view(name, i).copy() for name in seg.state})
+                        state[index] = entry
+                    ids.append(index)
+                    index += 1
+            groups.append({**{k: v for k, v in group.items() if k != "params"}, "params": ids})
+        return {"state": state, "param_groups": groups}
+
+    def load_state_dict(self, state_dict):
+        """Restore hyperparameters and state; all checks happen before any write."""
+        try:
+            groups, state = state_dict["param_groups"], state_dict["state"]
+        except (TypeError, KeyError):
+            raise ValueError("optimizer state_dict must have 'state' and 'param_groups'") from None
+        if len(groups) != len(self.param_groups):
+            raise ValueError(f"optimizer state_dict has {len(groups)} param groups, "
+                             f"expected {len(self.param_groups)}")
+        state = {int(k): v for k, v in state.items()}
+        plan = []
+        for gi, (saved, group) in enumerate(zip(groups, self.param_groups)):
+            if len(saved["params"]) != len(group["params"]):
+                raise ValueError(f"param group {gi} has {len(saved['params'])} params in the "
+                                 f"state_dict, expected {len(group['params'])}")
+            hyper = {**group, **{k: v for k, v in saved.items() if k != "params"}}
+            self._validate(hyper)
+            steps, arrays, j = set(), [], 0
+            for seg in self._segs[gi]:
+                for i, p in enumerate(seg.params):
+                    entry = state.get(saved["params"][j])
+                    j += 1
+                    if entry is None:
+                        steps.add(0)
+                        continue
+                    steps.add(int(entry.get("step", 0)))
+                    for name, value in entry.items():
+                        if name == "step":
+                            continue
+                        if name not in self.state_names:
+                            raise ValueError(f"unexpected optimizer state {name!r}")
+                        value = np.asarray(value)
+                        if value.shape != p.shape:
+                            raise ValueError(f"optimizer state {name!r} of param {saved['params'][j - 1]}"
+                                             f" has shape {value.shape}, expected {p.shape}")
+                        arrays.append((seg, name, i, V.as_float_array(value, name, p.dtype)))
+            if len(steps) > 1:
+                raise ValueError(f"param group {gi}: params have different step counts {sorted(steps)}")
+            plan.append((gi, hyper, steps.pop() if steps else 0, arrays))
+        for gi, hyper, step, arrays in plan:
+            self.param_groups[gi].update({k: v for k, v in hyper.items() if k != "params"})
+            self._steps[gi] = step
+            for seg in self._segs[gi]:
+                seg.state.clear()
+            for seg, name, i, value in arrays:
+                seg.buffer(name)
+                seg.view(name, i)[...] = value
+
+    def __repr__(self):
+        hyper = {k: v for k, v in self.param_groups[0].items() if k != "params"}
+        return f"{type(self).__name__}({hyper})"
+
+
+class SGD(Optimizer):
+    """SGD with momentum, dampening, Nesterov and L2 weight decay (torch.optim.SGD)."""
+
+    state_names = ("momentum_buffer",)
+
+    def __init__(self, params, lr=1e-3, momentum=0.0, dampening=0.0, weight_decay=0.0,
+                 nesterov=False):
+        super().__init__(params, dict(lr=lr, momentum=momentum, dampening=dampening,
+                                      weight_decay=weight_decay, nesterov=nesterov))
+
+    def _validate(self, g):
+        _check_hyper("lr", g["lr"])
+        _check_hyper("momentum", g["momentum"])
+        _check_hyper("dampening", g["dampening"])
+        _check_hyper("weight_decay", g["weight_decay"])
+        if g["nesterov"] and (g["momentum"] <= 0 or g["dampening"] != 0):
+            raise ValueError("Nesterov momentum requires a momentum and zero dampening")
+
+    def _update(self, seg, g, step):
+        first = "momentum_buffer" not in seg.state
+        buf = seg.buffer("momentum_buffer") if g["momentum"] != 0 else None
+        _ops.sgd(seg.data, seg.grad, buf, g["lr"], g["momentum"], g["dampening"],
+                 g["weight_decay"], bool(g["nesterov"]), first)
+
+
+class Adam(Optimizer):
+    """Adam; weight_decay is L2 added to the gradient (torch.optim.Adam)."""
+
+    state_names = ("exp_avg", "exp_avg_sq")
+    decoupled = False
+
+    def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0):
+        super().__init__(params, dict(lr=lr, betas=tuple(betas), eps=eps,
+                                      weight_decay=weight_decay))
+
+    def _validate(self, g):
+        _check_hyper("lr", g["lr"])
+        _check_hyper("eps", g["eps"])
+        b = g["betas"]
+        if not isinstance(b, (tuple, list)) or len(b) != 2:
+            raise ValueError(f"Invalid betas: {b!r} (expected a pair)")
+        _check_hyper("beta parameter at index 0", b[0], 0.0, 1.0, high_open=True)
+        _check_hyper("beta parameter at index 1", b[1], 0.0, 1.0, high_open=True)
+        _check_hyper("weight_decay", g["weight_decay"])
+
+    def _update(self, seg, g, step):
+        b1, b2 = g["betas"]
+        _ops.adam(seg.data, seg.grad, seg.buffer("exp_avg"), seg.buffer("exp_avg_sq"), g["lr"],
+                  b1, b2, g["eps"], g["weight_decay"], self.decoupled, step)
+
+
+class AdamW(Adam):
+    """Adam with decoupled weight decay: p *= 1 - lr*wd before the Adam step."""
+
+    decoupled = True
+
+    def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=1e-2):
+        super().__init__(params, lr=lr, betas=betas, eps=eps, weight_decay=weight_decay)
+
+
+class RMSprop(Optimizer):
+    """RMSprop with optional momentum and centering (torch.optim.RMSprop)."""
+
+    state_names = ("square_avg", "grad_avg", "momentum_buffer")
+
+    def __init__(self, params, lr=1e-2, alpha=0.99, eps=1e-8, weight_decay=0.0, momentum=0.0,
+                 centered=False):
+        super().__init__(params, dict(lr=lr, alpha=alpha, eps=eps, weight_decay=weight_decay,
+                                      momentum=momentum, centered=centered))
+
+    def _validate(self, g):
+        _check_hyper("lr", g["lr"])
+        _check_hyper("alpha", g["alpha"])
+        _check_hyper("eps", g["eps"])
+        _check_hyper("weight_decay", g["weight_decay"])
+        _check_hyper("momentum", g["momentum"])
+
+    def _update(self, seg, g, step):
+        _ops.rmsprop(seg.data, seg.grad, seg.buffer("square_avg"),
+                     seg.buffer("grad_avg") if g["centered"] else None,
+                     seg.buffer("momentum_buffer") if g["momentum"] > 0 else None,
+                     g["lr"], g["alpha"], g["eps"], g["weight_decay"], g["momentum"])
+
+
+def clip_grad_norm(parameters, max_norm, norm_type=2.0, error_if_nonfinite=False):
+    """Scale gradients so their global L2 norm is at most max_norm; returns the
+    norm before clipping (torch.nn.utils.clip_grad_norm_)."""
+    if isinstance(parameters, Parameter):
+        parameters = [parameters]
+    params = list(parameters)
+    max_norm = _check_hyper("max_norm", max_norm)
+    if norm_type != 2 and norm_type != 2.0:
+        raise ValueError(f"clip_grad_norm: only norm_type=2 is supported, got {norm_type!r}")
+    if not params:
+        return 0.0
+    grads = [seg.grad for seg in _segments(params)]
+    total = float(np.sqrt(sum(_ops.sumsq(g) for g in grads)))
+    if error_if_nonfinite and not np.isfinite(total):
+        raise RuntimeError(f"the total gradient norm is {total}")
+    coef = max_norm / (total + 1e-6)
+    if coef < 1.0:
+        for g in grads:
+            _ops.scale(g, coef)
+    return total

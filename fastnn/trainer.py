@@ -1,0 +1,164 @@
+"""Trainer: one training step (forward, loss, backward, clip, update, schedule)
+and a Keras-style ``fit`` loop around it."""
+import numpy as np
+
+from . import _random
+from . import _validation as V
+from .callbacks import CallbackList, History
+from .losses import _Loss, BCELoss, CrossEntropyLoss
+from .module import Module
+from .optim import Optimizer, clip_grad_norm
+from .progress import progress_bar
+
+
+class Trainer:
+    """Runs training steps for ``model`` with ``loss`` and ``optimizer``.
+
+    ``step`` overwrites the gradients (no zero_grad needed), clips them to
+    ``clip_grad_norm`` when set, updates the weights and advances the scheduler.
+    """
+
+    def __init__(self, model, loss, optimizer, scheduler=None, clip_grad_norm=None):
+        if not isinstance(model, Module):
+            raise TypeError(f"model must be a fastnn Module, got {type(model).__name__}")
+        if not isinstance(loss, _Loss):
+            raise TypeError(f"loss must be a fastnn loss, got {type(loss).__name__}")
+        if not isinstance(optimizer, Optimizer):
+            raise TypeError(f"optimizer must be a fastnn optimizer, got {type(optimizer).__name__}")
+        if clip_grad_norm is not None:
+            clip_grad_norm = V.non_negative(clip_grad_norm, "clip_grad_norm")
+        self.model, self.loss, self.optimizer = model, loss, optimizer
+        self.scheduler = scheduler
+        self.clip_grad_norm = clip_grad_norm
+        self.stop_training = False
+        self._params = model.parameters()
+
+    # --- one step ------------------------------------------------------------
+    def _check_xy(self, x, y):
+        x = self.model._check_input(x)
+        n = len(y) if hasattr(y, "__len__") else None
+        if n != x.shape[0]:
+            raise ValueError(f"x and y must have the same number of samples, got {x.shape[0]} and {n}")
+        return x, y
+
+    def step(self, x, y):
+        """One training step on a batch; returns the batch's mean loss."""
+        x, y = self._check_xy(x, y)
+        self.model.train()
+        out = self.model._forward(x)
+        value = self.loss(out, y)  # validates y before any weight changes
+        self.model._backward(self.loss.backward(), False, False)
+        if self.clip_grad_norm is not None:
+            clip_grad_norm(self._params, self.clip_grad_norm)
+        self.optimizer.step()
+        if self.scheduler is not None:
+            self.scheduler.step()
+        return value
+
+    # --- metrics -------------------------------------------------------------
+    def _correct(self, out, y):
+        """(correct, counted) predictions in a batch, or None for regression."""
+        if isinstance(self.loss, CrossEntropyLoss):
+            y = np.asarray(y)
+            labels = y if y.ndim == 1 else y.argmax(axis=1)
+            return int(np.count_nonzero(out.argmax(axis=1) == labels)), len(out)
+        if isinstance(self.loss, BCELoss):  # BCELoss and BCEWithLogitsLoss: per element
+            threshold = 0.5 if type(self.loss) is BCELoss else 0.0
+            return int(np.count_nonzero((out > threshold) == (np.asarray(y) > 0.5))), out.size
+        return None
+
+    def evaluate(self, X, y, batch_size=1024):
+        """Mean loss (and accuracy for classification) in eval mode."""
+        batch_size = V.positive_int(batch_size, "batch_size")
+        X, y = self._check_xy(X, y)
+        y = np.asarray(y)
+        was_training = self.model.training
+        self.model.eval()
+        total, hits, n = 0.0, [0, 0], len(X)
+        try:
+            for i in range(0, n, batch_size):
+                out = self.model._forward(X[i:i + batch_size])
+                total += self.loss(out, y[i:i + batch_size]) * len(out)
+                hits = _add_hits(hits, self._correct(out, y[i:i + batch_size]))
+        finally:
+            self.model.train(was_training)
+        result = {"loss": total / n}
+        if hits is not None:
+            result["accuracy"] = hits[0] / hits[1]
+        return result
+
+    # --- the loop --------------------------------------------------------------
+    def fit(self, X, y, epochs=1, batch_size=32, validation_data=None, validation_split=None,
+            shuffle=True, seed=None, callbacks=(), progress=True, sample_weight=None):
+        """Train for ``epochs`` passes over (X, y) in mini-batches; returns a History."""
+        epochs = V.positive_int(epochs, "epochs")
+        batch_size = V.positive_int(batch_size, "batch_size")
+        if sample_weight is not None:
+            raise NotImplementedError("sample_weight is not supported yet")
+        X = self.model._check_input(X)
+        y = np.asarray(y)
+        if y.shape[:1] != X.shape[:1]:
+            raise ValueError(f"X and y must have the same number of samples, got {len(X)} and "
+                             f"{y.shape[0] if y.ndim else 'a scalar'}")
+        if validation_split is not None:
+            if validation_data is not None:
+                raise ValueError("give validation_data or validation_split, not both")
+            if not 0.0 < validation_split < 1.0:
+                raise ValueError(f"validation_split must be in (0, 1), got {validation_split!r}")
+            cut = len(X) - int(round(len(X) * validation_split))
+            if cut <= 0 or cut >= len(X):
+                raise ValueError(f"validation_split={validation_split} leaves an empty split")
+            X, y, validation_data = X[:cut], y[:cut], (X[cut:], y[cut:])
+        if validation_data is not None:
+            if not isinstance(validation_data, (tuple, list)) or len(validation_data) != 2:
+                raise ValueError("validation_data must be a pair (X_val, y_val)")
+        rng = np.random.default_rng(seed) if seed is not None else _random.generator()
+        # Check all targets once, up front, rather than failing mid-epoch.
+        out_shape = self.model._forward(X[:1]).shape[1:]
+        self.loss._check_target(np.zeros((len(X),) + out_shape, self.model.dtype), y)
+
+        history = History()
+        cbs = CallbackList([history, *callbacks])
+        self.stop_training = False
+        cbs.on_train_begin(self)
+        n = len(X)
+        n_batches = (n + batch_size - 1) // batch_size
+        xb_full = np.empty((batch_size,) + X.shape[1:], X.dtype)
+        yb_full = np.empty((batch_size,) + y.shape[1:], y.dtype)
+        logs = {}
+        for epoch in range(epochs):
+            cbs.on_epoch_begin(epoch, logs)
+            order = rng.permutation(n) if shuffle else np.arange(n)
+            total, hits = 0.0, [0, 0]
+            bar = progress_bar(n_batches, f"epoch {epoch + 1}/{epochs}", progress)
+            for b in range(n_batches):
+                idx = order[b * batch_size:(b + 1) * batch_size]
+                xb, yb = xb_full[:len(idx)], yb_full[:len(idx)]
+                np.take(X, idx, axis=0, out=xb)
+                np.take(y, idx, axis=0, out=yb)
+                value = self.step(xb, yb)
+                total += value * len(idx)
+                hits = _add_hits(hits, self._correct(self.model._out, yb))
+                cbs.on_batch_end(b, {"loss": value, "size": len(idx)})
+                bar.update(1, loss=f"{value:.4f}")
+            bar.close()
+            logs = {"loss": total / n}
+            if hits is not None:
+                logs["accuracy"] = hits[0] / hits[1]
+            if validation_data is not None:
+                val = self.evaluate(*validation_data)
+                logs.update({f"val_{k}": v for k, v in val.items()})
+            cbs.on_epoch_end(epoch, logs)
+            if self.stop_training:
+                break
+        cbs.on_train_end(logs)
+        return history
+
+    def predict(self, X, batch_size=1024):
+        return self.model.predict(X, batch_size)
+
+
+def _add_hits(hits, batch):
+    if hits is None or batch is None:
+        return None
+    return [hits[0] + batch[0], hits[1] + batch[1]]

@@ -1,0 +1,77 @@
+"""Build of fastnn's compiled core: one Cython extension over the C kernels in csrc/.
+
+OpenMP is probed by compiling a tiny program; without it the kernels build
+serially and a warning says so. Set FASTNN_NATIVE=1 for a local -march=native
+build (not portable; wheels never use it)."""
+import os
+import shutil
+import subprocess
+import sys
+import sysconfig
+import tempfile
+import warnings
+
+import numpy
+from Cython.Build import cythonize
+from setuptools import Extension, setup
+
+OPENMP_PROBE = r"""
+#include <omp.h>
+int main(void) {
+    int n = 0;
+    #pragma omp parallel reduction(+:n)
+    n += 1;
+    return n > 0 ? 0 : 1;
+}
+"""
+
+
+def openmp_flags():
+    """Flags that make OpenMP work with this compiler, or None."""
+    if os.environ.get("FASTNN_NO_OPENMP"):
+        return None
+    cc = (sysconfig.get_config_var("CC") or "cc").split()
+    for flag in ("-fopenmp", "-qopenmp", "-Xpreprocessor -fopenmp"):
+        with tempfile.TemporaryDirectory() as tmp:
+            src = os.path.join(tmp, "probe.c")
+            with open(src, "w") as fh:
+                fh.write(OPENMP_PROBE)
+            cmd = cc + flag.split() + [src, "-o", os.path.join(tmp, "probe")] + flag.split()[-1:]
+            try:
+                ok = subprocess.run(cmd, capture_output=True, timeout=60).returncode == 0
+            except (OSError, subprocess.TimeoutExpired):
+                ok = False
+            if ok:
+                return flag.split()
+    return None
+
+
+omp = openmp_flags()
+if omp is None:
+    warnings.warn("fastnn: the C compiler has no OpenMP; building serial kernels "
+                  "(set_num_threads will have no effect)")
+    omp = []
+
+compile_args = ["-O3", "-fno-math-errno", "-Wno-unused-function"]
+if os.environ.get("FASTNN_NATIVE"):
+    compile_args.append("-march=native")
+if sys.platform == "win32":
+    compile_args = ["/O2"]
+
+extensions = [
+    Extension(
+        "fastnn._kernels._ops",
+        sources=["fastnn/_kernels/_ops.pyx", "csrc/kernels.c"],
+        include_dirs=["csrc", numpy.get_include()],
+        depends=["csrc/fnn.h", "csrc/fnn_decl.h", "csrc/fnn_template.h",
+                 "fastnn/_kernels/_fnn.pxd"],
+        extra_compile_args=compile_args + omp,
+        extra_link_args=omp,
+        define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION")],
+    )
+]
+
+setup(
+    ext_modules=cythonize(extensions, language_level=3,
+                          compiler_directives={"freethreading_compatible": False}),
+)
