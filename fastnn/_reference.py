@@ -1,0 +1,277 @@
+"""Plain-NumPy twins of every compiled kernel.
+
+They are the oracle the tests compare the kernels against, and the "pure
+NumPy" side of the benchmarks, so they are written as a careful NumPy user
+would write them: vectorized, in place where that is natural, and with the
+same numerics as the kernels (stable sigmoid and softplus, log-sum-exp, the
+BCE clamp, float64 statistics for LayerNorm). Signatures mirror
+``fastnn._kernels._ops``: outputs are passed in and written.
+"""
+import math
+
+import numpy as np
+from scipy.special import erf
+
+ACT_NONE, ACT_RELU, ACT_LEAKY, ACT_SIGMOID, ACT_TANH, ACT_GELU, ACT_GELU_TANH = range(7)
+_GELU_K = math.sqrt(2.0 / math.pi)
+_GELU_C = 0.044715
+
+
+# ------------------------------------------------------------------ helpers
+def sigmoid(z):
+    """exp never overflows: exp(-|z|) <= 1."""
+    e = np.exp(-np.abs(z))
+    return np.where(z >= 0, 1.0 / (1.0 + e), e / (1.0 + e)).astype(z.dtype, copy=False)
+
+
+def act(code, slope, x):
+    if code == ACT_RELU:
+        return np.maximum(x, 0)
+    if code == ACT_LEAKY:
+        return np.where(x > 0, x, x * x.dtype.type(slope))
+    if code == ACT_SIGMOID:
+        return sigmoid(x)
+    if code == ACT_TANH:
+        return np.tanh(x)
+    if code == ACT_GELU:
+        return (0.5 * x * (1.0 + erf(x / math.sqrt(2.0)))).astype(x.dtype, copy=False)
+    if code == ACT_GELU_TANH:
+        return (0.5 * x * (1.0 + np.tanh(_GELU_K * (x + _GELU_C * x ** 3)))).astype(x.dtype, copy=False)
+    return x.copy()
+
+
+def dact(code, slope, x, y, gy):
+    """gy * act'(.), from the input x (GELU) or the output y (the others)."""
+    if code == ACT_RELU:
+        return np.where(y > 0, gy, 0).astype(gy.dtype, copy=False)
+    if code == ACT_LEAKY:
+        return np.where(y > 0, gy, gy * gy.dtype.type(slope))
+    if code == ACT_SIGMOID:
+        return gy * y * (1 - y)
+    if code == ACT_TANH:
+        return gy * (1 - y * y)
+    if code == ACT_GELU:
+        cdf = 0.5 * (1.0 + erf(x / math.sqrt(2.0)))
+        pdf = np.exp(-0.5 * x * x) / math.sqrt(2.0 * math.pi)
+        return (gy * (cdf + x * pdf)).astype(gy.dtype, copy=False)
+    if code == ACT_GELU_TANH:
+        t = np.tanh(_GELU_K * (x + _GELU_C * x ** 3))
+        d = 0.5 * (1 + t) + 0.5 * x * (1 - t * t) * _GELU_K * (1 + 3 * _GELU_C * x * x)
+        return (gy * d).astype(gy.dtype, copy=False)
+    return gy.copy()
+
+
+# --------------------------------------------------------------- kernels
+def gemm(a, b, c, trans_a=False, trans_b=False, alpha=1.0, beta=0.0):
+    prod = (a.T if trans_a else a) @ (b.T if trans_b else b)
+    c[...] = alpha * prod + (beta * c if beta else 0)
+
+
+def linear_forward(x, w, b, code, slope, z, y):
+    np.matmul(x, w.T, out=y)
+    if b is not None:
+        y += b
+    if code != ACT_NONE:
+        if z is not None:
+            z[...] = y
+        y[...] = act(code, slope, y)
+
+
+def linear_backward(x, w, code, slope, z, y, gy, gz, gx, gw, gb, accumulate=False):
+    gz[...] = dact(code, slope, z, y, gy)
+    if accumulate:
+        gw += gz.T @ x
+        if gb is not None:
+            gb += gz.sum(axis=0)
+    else:
+        np.matmul(gz.T, x, out=gw)
+        if gb is not None:
+            gz.sum(axis=0, out=gb)
+    if gx is not None:
+        np.matmul(gz, w, out=gx)
+
+
+def act_forward(code, slope, x, y):
+    y[...] = act(code, slope, x)
+
+
+def act_backward(code, slope, x, y, gy, gx):
+    gx[...] = dact(code, slope, x, y, gy)
+
+
+def softmax_forward(x, y):
+    np.subtract(x, x.max(axis=1, keepdims=True), out=y)
+    np.exp(y, out=y)
+    y /= y.sum(axis=1, keepdims=True)
+
+
+def softmax_backward(y, gy, gx):
+    gx[...] = y * (gy - (gy * y).sum(axis=1, keepdims=True))
+
+
+def mse(y, t, grad):
+    d = y - t
+    if grad is not None:
+        np.multiply(d, 2.0 / d.size, out=grad)
+    return float(np.dot(d.astype(np.float64).ravel(), d.astype(np.float64).ravel()) / d.size)
+
+
+def bce(p, t, grad):
+    lp = np.maximum(np.log(p), -100)
+    l1p = np.maximum(np.log1p(-p), -100)
+    if grad is not None:
+        grad[...] = (p - t) / np.maximum((1 - p) * p, 1e-12) / p.size
+    return float(-(t * lp + (1 - t) * l1p).astype(np.float64).mean())
+
+
+def bce_logits(z, t, grad):
+    if grad is not None:
+        np.subtract(sigmoid(z), t, out=grad)
+        grad /= z.size
+    loss = np.maximum(z, 0) - z * t + np.log1p(np.exp(-np.abs(z)))
+    return float(loss.astype(np.float64).mean())
+
+
+def _softmax_ce(z, q, grad):
+    """Mean of lse(z) - sum(q z) over rows; grad = (softmax(z) - q) / n."""
+    n = z.shape[0]
+    shifted = z - z.max(axis=1, keepdims=True)
+    e = np.exp(shifted)
+    s = e.sum(axis=1, keepdims=True)
+    if grad is not None:
+        np.divide(e, s, out=grad)
+        grad -= q
+        grad /= n
+    lse = np.log(s[:, 0].astype(np.float64)) + z.max(axis=1)
+    return float((lse - (q.astype(np.float64) * z).sum(axis=1)).mean())
+
+
+def cross_entropy_labels(z, labels, smoothing, grad):
+    n, C = z.shape
+    q = np.full((n, C), smoothing / C, dtype=z.dtype)
+    q[np.arange(n), labels] += 1 - smoothing
+    return _softmax_ce(z, q, grad)
+
+
+def cross_entropy_probs(z, probs, smoothing, grad):
+    q = probs * (1 - smoothing) + smoothing / z.shape[1]
+    return _softmax_ce(z, q.astype(z.dtype, copy=False), grad)
+
+
+def sgd(p, g, buf, lr, momentum, dampening, weight_decay, nesterov, first):
+    d = g + weight_decay * p if weight_decay else g
+    if buf is not None:
+        if first:
+            buf[...] = d
+        else:
+            buf *= momentum
+            buf += (1 - dampening) * d
+        d = d + momentum * buf if nesterov else buf
+    p -= lr * d
+
+
+def adam(p, g, m, v, lr, beta1, beta2, eps, weight_decay, decoupled, step):
+    if decoupled:
+        p *= 1 - lr * weight_decay
+    elif weight_decay:
+        g = g + weight_decay * p
+    m += (1 - beta1) * (g - m)
+    v *= beta2
+    v += (1 - beta2) * g * g
+    step_size = lr / (1 - beta1 ** step)
+    denom = np.sqrt(v)
+    denom /= math.sqrt(1 - beta2 ** step)
+    denom += eps
+    p -= step_size * m / denom
+
+
+def rmsprop(p, g, square_avg, grad_avg, buf, lr, alpha, eps, weight_decay, momentum):
+    if weight_decay:
+        g = g + weight_decay * p
+    square_avg *= alpha
+    square_avg += (1 - alpha) * g * g
+    if grad_avg is not None:
+        grad_avg += (1 - alpha) * (g - grad_avg)
+        avg = np.sqrt(square_avg - grad_avg * grad_avg) + eps
+    else:
+        avg = np.sqrt(square_avg) + eps
+    if buf is not None:
+        buf *= momentum
+        buf += g / avg
+        p -= lr * buf
+    else:
+        p -= lr * g / avg
+
+
+def sumsq(x):
+    x = x.astype(np.float64)
+    return float(np.dot(x, x))
+
+
+def scale(x, c):
+    x *= c
+
+
+def mul(a, b, out):
+    np.multiply(a, b, out=out)
+
+
+def all_finite(x):
+    return bool(np.isfinite(x).all())
+
+
+def labels_in_range(labels, num_classes):
+    return bool(((labels >= 0) & (labels < num_classes)).all())
+
+
+def layernorm_forward(x, gamma, beta, eps, y, mean, rstd):
+    x64 = x.astype(np.float64)
+    mu = x64.mean(axis=1)
+    var = ((x64 - mu[:, None]) ** 2).mean(axis=1)
+    mean[...] = mu
+    rstd[...] = 1.0 / np.sqrt(var + eps)
+    y[...] = (x - mean[:, None]) * rstd[:, None]
+    if gamma is not None:
+        y *= gamma
+        y += beta
+
+
+def layernorm_backward(x, gamma, mean, rstd, gy, gx, ggamma, gbeta, accumulate=False):
+    xhat = (x - mean[:, None]) * rstd[:, None]
+    dxhat = gy * gamma if gamma is not None else gy
+    a = dxhat.mean(axis=1, keepdims=True)
+    b = (dxhat * xhat).mean(axis=1, keepdims=True)
+    gx[...] = rstd[:, None] * (dxhat - a - xhat * b)
+    if ggamma is not None:
+        if not accumulate:
+            ggamma[...] = 0
+            gbeta[...] = 0
+        ggamma += (gy * xhat).sum(axis=0)
+        gbeta += gy.sum(axis=0)
+
+
+def _hash64(seed, i):
+    """The kernels' splitmix64 counter hash, on uint64 arrays (wrapping arithmetic)."""
+    with np.errstate(over="ignore"):
+        z = np.uint64(seed) + (i.astype(np.uint64) + np.uint64(1)) * np.uint64(0x9E3779B97F4A7C15)
+        z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+        z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+        return z ^ (z >> np.uint64(31))
+
+
+def dropout_forward(x, y, mask, p, seed):
+    thresh = np.uint64(int(p * 9007199254740992.0))
+    keep = (_hash64(seed, np.arange(x.size)) >> np.uint64(11)) >= thresh
+    scale_ = 1.0 / (1.0 - p) if p < 1 else 0.0
+    mask[...] = np.where(keep, x.dtype.type(scale_), x.dtype.type(0)).reshape(mask.shape)
+    np.multiply(x, mask, out=y)
+
+
+def embedding_forward(idx, weight, out):
+    np.take(weight, idx, axis=0, out=out)
+
+
+def embedding_backward(idx, gout, gweight, accumulate=False):
+    if not accumulate:
+        gweight[...] = 0
+    np.add.at(gweight, idx, gout)
