@@ -48,12 +48,18 @@ class Trainer:
         out = self.model._forward(x)
         value = self.loss(out, y)  # validates y before any weight changes
         self.model._backward(self.loss.backward(), False, False)
+        value = self._reduce_gradients(value, x.shape[0])
         if self.clip_grad_norm is not None:
             clip_grad_norm(self._params, self.clip_grad_norm)
         self.optimizer.step()
         if self.scheduler is not None:
             self.scheduler.step()
         return value
+
+    def _reduce_gradients(self, loss, batch_size):
+        """Hook between backward and update: data-parallel trainers average the
+        flat gradient buffer (and the loss) across processes here."""
+        return loss
 
     # --- metrics -------------------------------------------------------------
     def _correct(self, out, y):
