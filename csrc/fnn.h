@@ -25,6 +25,19 @@ int fnn_openmp_enabled(void);
 int fnn_openmp_max_threads(void);
 int fnn_labels_in_range(int64_t n, const int64_t *labels, int64_t C);
 
+/* One dense layer of a compiled training program: y = act(x W^T + b). The
+ * pointers are to the dtype of the program; dX is the previous layer's dY. */
+typedef struct {
+    int n_in, n_out, act;
+    double slope;
+    void *W, *b, *dW, *db;   /* b and db may be NULL */
+    void *Z, *Y, *dY, *dZ, *dX; /* workspaces: Z only for GELU, dZ may be dY, dX NULL first */
+} fnn_dense;
+
+enum { FNN_LOSS_MSE = 0, FNN_LOSS_CE_LABELS = 1, FNN_LOSS_CE_PROBS = 2, FNN_LOSS_BCE = 3,
+       FNN_LOSS_BCE_LOGITS = 4 };
+enum { FNN_OPT_SGD = 0, FNN_OPT_ADAM = 1, FNN_OPT_ADAMW = 2, FNN_OPT_RMSPROP = 3 };
+
 #define FNN_T float
 #define FNN_S(name) name##_f32
 #include "fnn_decl.h"

@@ -50,3 +50,15 @@ void FNN_S(fnn_embedding_forward)(int64_t n, int dim, const int64_t *idx, const 
                                   FNN_T *out);
 void FNN_S(fnn_embedding_backward)(int64_t n, int dim, int64_t num, const int64_t *idx,
                                    const FNN_T *gout, FNN_T *gW, int accumulate);
+
+/* Forward through a dense stack; the output is the last layer's Y. */
+void FNN_S(fnn_dense_forward)(int n, int nl, const fnn_dense *L, const FNN_T *X);
+/* One whole training step of a dense stack in one call: forward, loss (value
+ * returned, gradient into the last dY), backward, clipping to max_norm (if > 0;
+ * the norm before clipping goes to *norm), and the optimizer update over the flat
+ * parameter buffer p with gradients g and state s0..s2 (see fnn_*_opt args). */
+double FNN_S(fnn_dense_step)(int n, int nl, const fnn_dense *L, const FNN_T *X, int loss,
+                             const int64_t *labels, const FNN_T *target, FNN_T smoothing,
+                             double max_norm, double *norm, int opt, const double *h,
+                             int64_t np_, FNN_T *p, FNN_T *g, FNN_T *s0, FNN_T *s1, FNN_T *s2,
+                             int64_t step, int first);

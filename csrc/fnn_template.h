@@ -677,5 +677,61 @@ void S(fnn_embedding_backward)(int64_t n, int dim, int64_t num, const int64_t *i
     });
 }
 
+/* ------------------------------------------------- compiled dense program */
+void S(fnn_dense_forward)(int n, int nl, const fnn_dense *L, const T *X)
+{
+    const T *in = X;
+    for (int l = 0; l < nl; l++) {
+        const fnn_dense *d = L + l;
+        S(fnn_linear_forward)(n, d->n_in, d->n_out, in, d->n_in, (const T *)d->W,
+                              (const T *)d->b, d->act, (T)d->slope, (T *)d->Z, (T *)d->Y);
+        in = (const T *)d->Y;
+    }
+}
+
+double S(fnn_dense_step)(int n, int nl, const fnn_dense *L, const T *X, int loss,
+                         const int64_t *labels, const T *target, T smoothing, double max_norm,
+                         double *norm, int opt, const double *h, int64_t np_, T *p, T *g,
+                         T *s0, T *s1, T *s2, int64_t step, int first)
+{
+    S(fnn_dense_forward)(n, nl, L, X);
+    const fnn_dense *last = L + nl - 1;
+    int64_t N = (int64_t)n * last->n_out;
+    T *out = (T *)last->Y, *gout = (T *)last->dY;
+    double value;
+    switch (loss) {
+    case FNN_LOSS_MSE: value = S(fnn_mse)(N, out, target, gout); break;
+    case FNN_LOSS_CE_LABELS:
+        value = S(fnn_cross_entropy)(n, last->n_out, out, labels, NULL, smoothing, gout); break;
+    case FNN_LOSS_CE_PROBS:
+        value = S(fnn_cross_entropy)(n, last->n_out, out, NULL, target, smoothing, gout); break;
+    case FNN_LOSS_BCE: value = S(fnn_bce)(N, out, target, gout); break;
+    default: value = S(fnn_bce_logits)(N, out, target, gout); break;
+    }
+    for (int l = nl - 1; l >= 0; l--) {
+        const fnn_dense *d = L + l;
+        const T *in = l ? (const T *)L[l - 1].Y : X;
+        S(fnn_linear_backward)(n, d->n_in, d->n_out, in, d->n_in, (const T *)d->W, d->act,
+                               (T)d->slope, (const T *)d->Z, (const T *)d->Y, (const T *)d->dY,
+                               (T *)d->dZ, (T *)d->dX, (T *)d->dW, (T *)d->db, 0);
+    }
+    if (max_norm >= 0) {
+        double total = sqrt(S(fnn_sumsq)(np_, g));
+        *norm = total;
+        double coef = max_norm / (total + 1e-6);
+        if (coef < 1.0) S(fnn_scale)(np_, g, (T)coef);
+    }
+    switch (opt) {
+    case FNN_OPT_SGD:
+        S(fnn_sgd)(np_, p, g, s0, (T)h[0], (T)h[1], (T)h[2], (T)h[3], (int)h[4], first); break;
+    case FNN_OPT_ADAM: case FNN_OPT_ADAMW:
+        S(fnn_adam)(np_, p, g, s0, s1, (T)h[0], (T)h[1], (T)h[2], (T)h[3], (T)h[4],
+                    opt == FNN_OPT_ADAMW, step); break;
+    default:
+        S(fnn_rmsprop)(np_, p, g, s0, s1, s2, (T)h[0], (T)h[1], (T)h[2], (T)h[3], (T)h[4]); break;
+    }
+    return value;
+}
+
 #undef T
 #undef S

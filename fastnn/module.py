@@ -6,6 +6,7 @@ workspaces (so a warm training step allocates nothing)."""
 import numpy as np
 
 from . import _validation as V
+from ._kernels import _ops
 from .parameter import FlatBuffer, Parameter
 
 
@@ -171,6 +172,7 @@ class Sequential(Module):
         params = self.parameters()
         self._flat = FlatBuffer(params, dtype) if params else None
         self._stages = self._plan()
+        self._programs = {}
 
     def __len__(self):
         return len(self._modules)
@@ -194,6 +196,26 @@ class Sequential(Module):
                 i += 1
             stages.append(m)
         return stages
+
+    def _dense_program(self, n):
+        """The compiled whole-stack program for batch size n, when every stage is a
+        (possibly activation-fused) Linear; else None."""
+        prog = self._programs.get(n)
+        if prog is None and n > 0:
+            from .layers import Linear
+            if not all(type(s) is Linear for s in self._stages):
+                return None
+            specs = []
+            for s in self._stages:
+                b = s.bias
+                specs.append((s.weight.data, None if b is None else b.data, s.weight.grad,
+                              None if b is None else b.grad,
+                              s._act.code if s._act else _ops.ACT_NONE,
+                              s._act.slope if s._act else 0.0))
+            if len(self._programs) >= 4:  # a few batch sizes (train, last batch, eval)
+                self._programs.clear()
+            prog = self._programs[n] = _ops.DenseProgram(specs, n, self._dtype)
+        return prog
 
     def zero_grad(self):
         if self._flat is not None:
@@ -227,6 +249,11 @@ class Sequential(Module):
     def predict(self, x, batch_size=1024):
         """Eval-mode forward in batches; the model's mode is restored afterwards."""
         batch_size = V.positive_int(batch_size, "batch_size")
+        n = getattr(x, "shape", (0,))[0] if getattr(x, "ndim", 0) == 2 else 0
+        if n and n <= batch_size:  # one compiled call when x is already a clean batch
+            prog = self._dense_program(n)
+            if prog is not None and prog.accepts(x):
+                return prog.forward(x).copy()
         x = self._check_input(x)
         was_training = self.training
         self.eval()

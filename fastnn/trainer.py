@@ -5,9 +5,15 @@ import numpy as np
 from . import _random
 from . import _validation as V
 from .callbacks import CallbackList, History
-from .losses import _Loss, BCELoss, CrossEntropyLoss
-from .module import Module
-from .optim import Optimizer, clip_grad_norm
+from ._kernels import _ops
+from .losses import _Loss, BCELoss, BCEWithLogitsLoss, CrossEntropyLoss, MSELoss
+from .module import Module, Sequential
+from .optim import SGD, Adam, AdamW, Optimizer, RMSprop, clip_grad_norm
+
+_LOSS_CODES = {MSELoss: _ops.LOSS_MSE, CrossEntropyLoss: _ops.LOSS_CE_LABELS,
+               BCELoss: _ops.LOSS_BCE, BCEWithLogitsLoss: _ops.LOSS_BCE_LOGITS}
+_OPT_CODES = {SGD: _ops.OPT_SGD, Adam: _ops.OPT_ADAM, AdamW: _ops.OPT_ADAMW,
+              RMSprop: _ops.OPT_RMSPROP}
 from .progress import progress_bar
 
 
@@ -32,6 +38,8 @@ class Trainer:
         self.clip_grad_norm = clip_grad_norm
         self.stop_training = False
         self._params = model.parameters()
+        self._last_output = None
+        self._checked_hyper = None
 
     # --- one step ------------------------------------------------------------
     def _check_xy(self, x, y):
@@ -43,6 +51,74 @@ class Trainer:
 
     def step(self, x, y):
         """One training step on a batch; returns the batch's mean loss."""
+        prog = self._fused_program(x)
+        if prog is not None and prog.accepts(x) and prog.target_ok(y, self._loss_code):
+            return self._fused_step(prog, x, y)
+        return self._checked_step(x, y)
+
+    # The fused path: the whole step is one compiled call over the flat buffers.
+    # It is taken only for configurations it implements exactly (dense stacks, one
+    # param group over the whole model, the built-in losses and optimizers) and for
+    # inputs that need no conversion; everything else goes through _checked_step.
+    def _fused_program(self, x):
+        model, opt = self.model, self.optimizer
+        if (type(model) is not Sequential or model._flat is None
+                or type(self)._reduce_gradients is not Trainer._reduce_gradients
+                or type(opt) not in _OPT_CODES or len(opt.param_groups) != 1
+                or len(opt._segs[0]) != 1 or opt._segs[0][0].data.size != model._flat.data.size
+                or opt._segs[0][0].params != self._params):
+            return None
+        self._loss_code = _LOSS_CODES.get(type(self.loss))
+        if self._loss_code is None:
+            return None
+        shape = getattr(x, "shape", None)
+        if not shape or len(shape) != 2:
+            return None
+        prog = model._dense_program(shape[0])
+        if prog is None:
+            return None
+        if self._loss_code == _ops.LOSS_BCE:
+            act = model._stages[-1]._act
+            if act is None or act.code != _ops.ACT_SIGMOID:
+                return None
+        return prog
+
+    def _fused_step(self, prog, x, y):
+        opt, group = self.optimizer, self.optimizer.param_groups[0]
+        seg = opt._segs[0][0]
+        kind = _OPT_CODES[type(opt)]
+        if kind == _ops.OPT_SGD:
+            hyper = (group["lr"], group["momentum"], group["dampening"], group["weight_decay"],
+                     float(bool(group["nesterov"])))
+            first = "momentum_buffer" not in seg.state
+            s = (seg.buffer("momentum_buffer") if group["momentum"] != 0 else None, None, None)
+        elif kind == _ops.OPT_RMSPROP:
+            hyper = (group["lr"], group["alpha"], group["eps"], group["weight_decay"],
+                     group["momentum"])
+            first = False
+            s = (seg.buffer("square_avg"), seg.buffer("grad_avg") if group["centered"] else None,
+                 seg.buffer("momentum_buffer") if group["momentum"] > 0 else None)
+        else:
+            hyper = (group["lr"], group["betas"][0], group["betas"][1], group["eps"],
+                     group["weight_decay"])
+            first = False
+            s = (seg.buffer("exp_avg"), seg.buffer("exp_avg_sq"), None)
+        if hyper != self._checked_hyper:  # lr is writable: re-check what changed
+            opt._validate(group)
+            self._checked_hyper = hyper
+        if not self.model.training:
+            self.model.train()
+        smoothing = getattr(self.loss, "label_smoothing", 0.0)
+        max_norm = -1.0 if self.clip_grad_norm is None else self.clip_grad_norm
+        opt._steps[0] += 1
+        value, _ = prog.step(x, y, self._loss_code, smoothing, max_norm, kind, hyper,
+                             seg.data, seg.grad, s[0], s[1], s[2], opt._steps[0], first)
+        if self.scheduler is not None:
+            self.scheduler.step()
+        self._last_output = prog.output
+        return value
+
+    def _checked_step(self, x, y):
         x, y = self._check_xy(x, y)
         self.model.train()
         out = self.model._forward(x)
@@ -54,6 +130,7 @@ class Trainer:
         self.optimizer.step()
         if self.scheduler is not None:
             self.scheduler.step()
+        self._last_output = out
         return value
 
     def _reduce_gradients(self, loss, batch_size):
@@ -121,7 +198,7 @@ class Trainer:
         rng = np.random.default_rng(seed) if seed is not None else _random.generator()
         # Check all targets once, up front, rather than failing mid-epoch.
         out_shape = self.model._forward(X[:1]).shape[1:]
-        self.loss._check_target(np.zeros((len(X),) + out_shape, self.model.dtype), y)
+        y = self.loss._check_target(np.zeros((len(X),) + out_shape, self.model.dtype), y)
 
         history = History()
         cbs = CallbackList([history, *callbacks])
@@ -144,7 +221,7 @@ class Trainer:
                 np.take(y, idx, axis=0, out=yb)
                 value = self.step(xb, yb)
                 total += value * len(idx)
-                hits = _add_hits(hits, self._correct(self.model._out, yb))
+                hits = _add_hits(hits, self._correct(self._last_output, yb))
                 cbs.on_batch_end(b, {"loss": value, "size": len(idx)})
                 bar.update(1, loss=f"{value:.4f}")
             bar.close()

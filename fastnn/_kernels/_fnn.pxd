@@ -15,6 +15,28 @@ cdef extern from "fnn.h" nogil:
     ctypedef void (*fnn_dgemm_t)(char*, char*, int*, int*, int*, double*, double*, int*, double*, int*, double*, double*, int*) noexcept nogil
     ctypedef void (*fnn_sgemv_t)(char*, int*, int*, float*, float*, int*, float*, int*, float*, float*, int*) noexcept nogil
     ctypedef void (*fnn_dgemv_t)(char*, int*, int*, double*, double*, int*, double*, int*, double*, double*, int*) noexcept nogil
+    ctypedef struct fnn_dense:
+        int n_in, n_out, act
+        double slope
+        void *W
+        void *b
+        void *dW
+        void *db
+        void *Z
+        void *Y
+        void *dY
+        void *dZ
+        void *dX
+    enum:
+        FNN_LOSS_MSE
+        FNN_LOSS_CE_LABELS
+        FNN_LOSS_CE_PROBS
+        FNN_LOSS_BCE
+        FNN_LOSS_BCE_LOGITS
+        FNN_OPT_SGD
+        FNN_OPT_ADAM
+        FNN_OPT_ADAMW
+        FNN_OPT_RMSPROP
     void fnn_set_blas(fnn_sgemm_t, fnn_dgemm_t, fnn_sgemv_t, fnn_dgemv_t) noexcept
     void fnn_set_threads(int n) noexcept
     int fnn_get_threads() noexcept
@@ -67,3 +89,7 @@ cdef extern from "fnn.h" nogil:
     void fnn_dropout_forward_f64(int64_t n, double *x, double *y, double *mask, double p, uint64_t seed) noexcept
     void fnn_embedding_forward_f64(int64_t n, int dim, int64_t *idx, double *W, double *out) noexcept
     void fnn_embedding_backward_f64(int64_t n, int dim, int64_t num, int64_t *idx, double *gout, double *gW, int accumulate) noexcept
+    void fnn_dense_forward_f32(int n, int nl, fnn_dense *L, float *X) noexcept
+    double fnn_dense_step_f32(int n, int nl, fnn_dense *L, float *X, int loss, int64_t *labels, float *target, float smoothing, double max_norm, double *norm, int opt, double *h, int64_t np_, float *p, float *g, float *s0, float *s1, float *s2, int64_t step, int first) noexcept
+    void fnn_dense_forward_f64(int n, int nl, fnn_dense *L, double *X) noexcept
+    double fnn_dense_step_f64(int n, int nl, fnn_dense *L, double *X, int loss, int64_t *labels, double *target, double smoothing, double max_norm, double *norm, int opt, double *h, int64_t np_, double *p, double *g, double *s0, double *s1, double *s2, int64_t step, int first) noexcept

@@ -9,8 +9,13 @@ memory. Arrays must be C-contiguous and share one dtype.
 """
 from cython cimport floating
 from libc.stdint cimport int64_t, uint64_t
+from libc.stdlib cimport free, malloc
+cimport numpy as cnp
+import numpy as np
 cimport scipy.linalg.cython_blas as blas
 from fastnn._kernels._fnn cimport *
+
+cnp.import_array()
 
 fnn_set_blas(<fnn_sgemm_t>blas.sgemm, <fnn_dgemm_t>blas.dgemm,
              <fnn_sgemv_t>blas.sgemv, <fnn_dgemv_t>blas.dgemv)
@@ -452,3 +457,186 @@ def embedding_backward(const int64_t[::1] idx, floating[:, ::1] gout, floating[:
         else:
             fnn_embedding_backward_f64(n, dim, gweight.shape[0], pidx, pg, &gweight[0, 0],
                                        accumulate)
+
+
+# ----------------------------------------------------------- dense programs
+LOSS_MSE = FNN_LOSS_MSE
+LOSS_CE_LABELS = FNN_LOSS_CE_LABELS
+LOSS_BCE = FNN_LOSS_BCE
+LOSS_BCE_LOGITS = FNN_LOSS_BCE_LOGITS
+OPT_SGD = FNN_OPT_SGD
+OPT_ADAM = FNN_OPT_ADAM
+OPT_ADAMW = FNN_OPT_ADAMW
+OPT_RMSPROP = FNN_OPT_RMSPROP
+
+cdef inline void *_ptr(object a):
+    return cnp.PyArray_DATA(<cnp.ndarray>a) if a is not None else NULL
+
+
+cdef inline bint _is_batch(object a, int typenum, int n, int width):
+    """a is a C-contiguous (n, width) array of typenum (width 0: 1-D of length n)."""
+    if not cnp.PyArray_Check(a):
+        return False
+    cdef cnp.ndarray arr = <cnp.ndarray>a
+    if cnp.PyArray_TYPE(arr) != typenum or not cnp.PyArray_IS_C_CONTIGUOUS(arr):
+        return False
+    if width == 0:
+        return cnp.PyArray_NDIM(arr) == 1 and cnp.PyArray_DIM(arr, 0) == n
+    return cnp.PyArray_NDIM(arr) == 2 and cnp.PyArray_DIM(arr, 0) == n and cnp.PyArray_DIM(arr, 1) == width
+
+
+cdef class DenseProgram:
+    """A whole dense stack compiled for one batch size: the training step and the
+    forward pass each run as one C call, over workspaces allocated here once.
+
+    specs: one (W, b, dW, db, act, slope) per layer, W of shape (out, in); the
+    arrays must stay alive and in place (they are the model's flat-buffer views)."""
+
+    cdef fnn_dense *layers
+    cdef readonly int nl, n, n_in, n_out
+    cdef int typenum
+    cdef object arrays
+    cdef readonly object output
+
+    def __cinit__(self, list specs, int n, object dtype):
+        self.layers = NULL
+        dt = np.dtype(dtype)
+        if dt != np.float32 and dt != np.float64:
+            raise TypeError("DenseProgram: dtype must be float32 or float64")
+        if not specs or n <= 0:
+            raise ValueError("DenseProgram: needs layers and a positive batch size")
+        self.typenum = cnp.NPY_FLOAT64 if dt == np.float64 else cnp.NPY_FLOAT32
+        self.nl, self.n = len(specs), n
+        self.layers = <fnn_dense *>malloc(sizeof(fnn_dense) * self.nl)
+        if self.layers == NULL:
+            raise MemoryError()
+        self.arrays = []
+        cdef int l = 0, width
+        cdef int prev_out = -1
+        for W, b, dW, db, act, slope in specs:
+            out, width = W.shape
+            for name, arr, shape in (("W", W, (out, width)), ("dW", dW, (out, width)),
+                                     ("b", b, (out,)), ("db", db, (out,))):
+                if arr is None and name in ("b", "db"):
+                    continue
+                if (not isinstance(arr, np.ndarray) or arr.dtype != dt or arr.shape != shape
+                        or not arr.flags.c_contiguous):
+                    raise ValueError(f"DenseProgram: layer {l} {name} must be a C-contiguous "
+                                     f"{dt} array of shape {shape}")
+            if (b is None) != (db is None):
+                raise ValueError("DenseProgram: b and db go together")
+            if l and width != prev_out:
+                raise ValueError(f"DenseProgram: layer {l} takes {width} features, "
+                                 f"the previous layer gives {prev_out}")
+            Y = np.empty((n, out), dt)
+            dY = np.empty((n, out), dt)
+            Z = np.empty((n, out), dt) if act >= FNN_ACT_GELU else None
+            dZ = np.empty((n, out), dt) if act != FNN_ACT_NONE else dY
+            self.arrays.extend([W, b, dW, db, Y, dY, Z, dZ])
+            self.layers[l].n_in, self.layers[l].n_out = width, out
+            self.layers[l].act, self.layers[l].slope = act, slope
+            self.layers[l].W, self.layers[l].b = _ptr(W), _ptr(b)
+            self.layers[l].dW, self.layers[l].db = _ptr(dW), _ptr(db)
+            self.layers[l].Z, self.layers[l].Y = _ptr(Z), _ptr(Y)
+            self.layers[l].dY, self.layers[l].dZ = _ptr(dY), _ptr(dZ)
+            self.layers[l].dX = self.layers[l - 1].dY if l else NULL
+            prev_out = out
+            self.output = Y
+            l += 1
+        self.n_in = self.layers[0].n_in
+        self.n_out = prev_out
+
+    def __dealloc__(self):
+        free(self.layers)
+
+    def accepts(self, x):
+        """True when x is a finite C-contiguous (n, in) batch of the program's dtype."""
+        if not _is_batch(x, self.typenum, self.n, self.n_in):
+            return False
+        cdef cnp.ndarray arr = <cnp.ndarray>x
+        cdef int64_t size = <int64_t>self.n * self.n_in
+        if self.typenum == cnp.NPY_FLOAT32:
+            return bool(fnn_all_finite_f32(size, <float *>cnp.PyArray_DATA(arr)))
+        return bool(fnn_all_finite_f64(size, <double *>cnp.PyArray_DATA(arr)))
+
+    def forward(self, x):
+        """The output workspace after a forward pass (caller checked x with accepts)."""
+        if not _is_batch(x, self.typenum, self.n, self.n_in):
+            raise ValueError("DenseProgram.forward: x does not match the program")
+        cdef void *px = _ptr(x)
+        with nogil:
+            if self.typenum == cnp.NPY_FLOAT32:
+                fnn_dense_forward_f32(self.n, self.nl, self.layers, <float *>px)
+            else:
+                fnn_dense_forward_f64(self.n, self.nl, self.layers, <double *>px)
+        return self.output
+
+    def target_ok(self, y, int loss):
+        """Fast acceptance test for targets; anything else takes the checked path."""
+        cdef cnp.ndarray arr
+        cdef Py_ssize_t i, size
+        if loss == FNN_LOSS_CE_LABELS:
+            if not _is_batch(y, cnp.NPY_INT64, self.n, 0):
+                return False
+            return bool(fnn_labels_in_range(self.n, <int64_t *>_ptr(y), self.n_out))
+        if not _is_batch(y, self.typenum, self.n, self.n_out):
+            return False
+        arr = <cnp.ndarray>y
+        size = <Py_ssize_t>self.n * self.n_out
+        if loss == FNN_LOSS_BCE or loss == FNN_LOSS_BCE_LOGITS:
+            if self.typenum == cnp.NPY_FLOAT32:
+                for i in range(size):
+                    if not (0 <= (<float *>cnp.PyArray_DATA(arr))[i] <= 1):
+                        return False
+            else:
+                for i in range(size):
+                    if not (0 <= (<double *>cnp.PyArray_DATA(arr))[i] <= 1):
+                        return False
+            return True
+        if self.typenum == cnp.NPY_FLOAT32:
+            return bool(fnn_all_finite_f32(size, <float *>cnp.PyArray_DATA(arr)))
+        return bool(fnn_all_finite_f64(size, <double *>cnp.PyArray_DATA(arr)))
+
+    def step(self, x, y, int loss, double smoothing, double max_norm, int opt, tuple hyper,
+             cnp.ndarray p, cnp.ndarray g, s0, s1, s2, long long step, bint first):
+        """One training step (inputs already accepted); returns (loss, grad norm or -1).
+
+        hyper: SGD (lr, momentum, dampening, weight_decay, nesterov); Adam/AdamW
+        (lr, beta1, beta2, eps, weight_decay); RMSprop (lr, alpha, eps,
+        weight_decay, momentum). max_norm < 0 disables clipping."""
+        cdef double h[6]
+        cdef int i
+        if len(hyper) > 6:
+            raise ValueError("DenseProgram.step: at most 6 hyperparameters")
+        for i in range(len(hyper)):
+            h[i] = hyper[i]
+        if not (_is_batch(x, self.typenum, self.n, self.n_in)
+                and cnp.PyArray_TYPE(p) == self.typenum and cnp.PyArray_TYPE(g) == self.typenum
+                and cnp.PyArray_IS_C_CONTIGUOUS(p) and cnp.PyArray_IS_C_CONTIGUOUS(g)
+                and cnp.PyArray_SIZE(p) == cnp.PyArray_SIZE(g)):
+            raise ValueError("DenseProgram.step: arrays do not match the program")
+        for s in (s0, s1, s2):
+            if s is not None and not _is_batch(s, self.typenum, cnp.PyArray_SIZE(p), 0):
+                raise ValueError("DenseProgram.step: optimizer state does not match")
+        cdef int64_t np_ = cnp.PyArray_SIZE(p)
+        cdef double norm = -1.0, value
+        cdef void *px = _ptr(x)
+        cdef void *py = _ptr(y)
+        cdef void *pp = _ptr(p)
+        cdef void *pg = _ptr(g)
+        cdef void *q0 = _ptr(s0)
+        cdef void *q1 = _ptr(s1)
+        cdef void *q2 = _ptr(s2)
+        cdef int64_t *labels = <int64_t *>py if loss == FNN_LOSS_CE_LABELS else NULL
+        with nogil:
+            if self.typenum == cnp.NPY_FLOAT32:
+                value = fnn_dense_step_f32(self.n, self.nl, self.layers, <float *>px, loss, labels,
+                                           <float *>py, <float>smoothing, max_norm, &norm, opt, h,
+                                           np_, <float *>pp, <float *>pg, <float *>q0,
+                                           <float *>q1, <float *>q2, step, first)
+            else:
+                value = fnn_dense_step_f64(self.n, self.nl, self.layers, <double *>px, loss, labels,
+                                           <double *>py, smoothing, max_norm, &norm, opt, h,
+                                           np_, <double *>pp, <double *>pg, <double *>q0,
+                                           <double *>q1, <double *>q2, step, first)
+        return value, norm
