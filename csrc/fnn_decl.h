@@ -17,13 +17,18 @@ void FNN_S(fnn_act_backward)(int act, FNN_T slope, int64_t n, const FNN_T *x, co
 void FNN_S(fnn_softmax_forward)(int n, int C, const FNN_T *x, FNN_T *y);
 void FNN_S(fnn_softmax_backward)(int n, int C, const FNN_T *y, const FNN_T *gy, FNN_T *gx);
 
-/* Losses: mean loss returned, gradient of the mean written to grad (may be NULL). */
-double FNN_S(fnn_mse)(int64_t N, const FNN_T *y, const FNN_T *t, FNN_T *grad);
-double FNN_S(fnn_bce)(int64_t N, const FNN_T *p, const FNN_T *t, FNN_T *grad);
-double FNN_S(fnn_bce_logits)(int64_t N, const FNN_T *z, const FNN_T *t, FNN_T *grad);
+/* Losses: mean loss returned, gradient of the mean written to grad (may be NULL);
+ * w: optional weight per row of k elements (NULL: unweighted). */
+double FNN_S(fnn_mse)(int64_t N, const FNN_T *y, const FNN_T *t, FNN_T *grad, const FNN_T *w,
+                      int64_t k);
+double FNN_S(fnn_bce)(int64_t N, const FNN_T *p, const FNN_T *t, FNN_T *grad, const FNN_T *w,
+                      int64_t k);
+double FNN_S(fnn_bce_logits)(int64_t N, const FNN_T *z, const FNN_T *t, FNN_T *grad,
+                             const FNN_T *w, int64_t k);
 /* Softmax cross-entropy on logits; targets are labels (int64) or probs (n, C). */
 double FNN_S(fnn_cross_entropy)(int n, int C, const FNN_T *z, const int64_t *labels,
-                                const FNN_T *probs, FNN_T smoothing, FNN_T *grad);
+                                const FNN_T *probs, FNN_T smoothing, FNN_T *grad,
+                                const FNN_T *w);
 
 /* Optimizer updates: one in-place pass each, PyTorch's update rules. */
 void FNN_S(fnn_sgd)(int64_t n, FNN_T *p, const FNN_T *g, FNN_T *buf, FNN_T lr, FNN_T momentum,

@@ -260,79 +260,86 @@ void S(fnn_softmax_backward)(int n, int C, const T *y, const T *gy, T *gx)
 
 /* --------------------------------------------------------------- losses */
 /* Loss sums use FNN_NCHUNK fixed chunks combined in order: the partition depends
- * on the size only, so the total is the same for any thread count. */
-FNN_CLONES static double S(mse_range)(int64_t lo, int64_t hi, const T *y, const T *t, T *g, T sc)
+ * on the size only, so the total is the same for any thread count. Optional row
+ * weights w (one per k consecutive elements; NULL = 1) scale each row's loss and
+ * gradient, Keras's sample_weight: the mean stays over all elements. */
+#define ROW_W(i) (w ? w[(i) / k] : (T)1)
+
+FNN_CLONES static double S(mse_range)(int64_t lo, int64_t hi, const T *y, const T *t, T *g, T sc,
+                                      const T *w, int64_t k)
 {
     double s = 0;
     for (int64_t i = lo; i < hi; i++) {
-        T d = y[i] - t[i];
-        s += (double)d * d;
-        if (g) g[i] = sc * d;
+        T d = y[i] - t[i], wi = ROW_W(i);
+        s += (double)(wi * d) * d;
+        if (g) g[i] = sc * wi * d;
     }
     return s;
 }
 
-double S(fnn_mse)(int64_t N, const T *y, const T *t, T *grad)
+double S(fnn_mse)(int64_t N, const T *y, const T *t, T *grad, const T *w, int64_t k)
 {
     double part[FNN_NCHUNK];
     int64_t cs = (N + FNN_NCHUNK - 1) / FNN_NCHUNK;
     T sc = (T)(2.0 / (double)N);
     FNN_PAR_FOR(fnn_threads_for((double)N * 4), c, FNN_NCHUNK, {
         int64_t lo = c * cs, hi = lo + cs < N ? lo + cs : N;
-        part[c] = lo < hi ? S(mse_range)(lo, hi, y, t, grad, sc) : 0;
+        part[c] = lo < hi ? S(mse_range)(lo, hi, y, t, grad, sc, w, k) : 0;
     });
     return fnn_sum_parts(part) / (double)N;
 }
 
-FNN_CLONES static double S(bce_range)(int64_t lo, int64_t hi, const T *p, const T *t, T *g, T sc)
+FNN_CLONES static double S(bce_range)(int64_t lo, int64_t hi, const T *p, const T *t, T *g, T sc,
+                                      const T *w, int64_t k)
 {
     double s = 0;
     for (int64_t i = lo; i < hi; i++) {
-        T lp = LOG(p[i]), l1p = LOG((T)1 - p[i]);
+        T lp = LOG(p[i]), l1p = LOG((T)1 - p[i]), wi = ROW_W(i);
         lp = lp > (T)-100 ? lp : (T)-100;    /* PyTorch clamps log at -100 */
         l1p = l1p > (T)-100 ? l1p : (T)-100;
-        s -= (double)(t[i] * lp + ((T)1 - t[i]) * l1p);
+        s -= (double)(wi * (t[i] * lp + ((T)1 - t[i]) * l1p));
         if (g) {
             T den = ((T)1 - p[i]) * p[i];
             den = den > (T)1e-12 ? den : (T)1e-12;
-            g[i] = sc * (p[i] - t[i]) / den;
+            g[i] = sc * wi * (p[i] - t[i]) / den;
         }
     }
     return s;
 }
 
-double S(fnn_bce)(int64_t N, const T *p, const T *t, T *grad)
+double S(fnn_bce)(int64_t N, const T *p, const T *t, T *grad, const T *w, int64_t k)
 {
     double part[FNN_NCHUNK];
     int64_t cs = (N + FNN_NCHUNK - 1) / FNN_NCHUNK;
     T sc = (T)(1.0 / (double)N);
     FNN_PAR_FOR(fnn_threads_for((double)N * 16), c, FNN_NCHUNK, {
         int64_t lo = c * cs, hi = lo + cs < N ? lo + cs : N;
-        part[c] = lo < hi ? S(bce_range)(lo, hi, p, t, grad, sc) : 0;
+        part[c] = lo < hi ? S(bce_range)(lo, hi, p, t, grad, sc, w, k) : 0;
     });
     return fnn_sum_parts(part) / (double)N;
 }
 
-FNN_CLONES static double S(bcel_range)(int64_t lo, int64_t hi, const T *z, const T *t, T *g, T sc)
+FNN_CLONES static double S(bcel_range)(int64_t lo, int64_t hi, const T *z, const T *t, T *g, T sc,
+                                       const T *w, int64_t k)
 {
     double s = 0;
     for (int64_t i = lo; i < hi; i++) {
-        T a = z[i] > 0 ? z[i] : -z[i];
+        T a = z[i] > 0 ? z[i] : -z[i], wi = ROW_W(i);
         /* max(z,0) - z t + log(1 + exp(-|z|)): no overflow for any z */
-        s += (double)((z[i] > 0 ? z[i] : 0) - z[i] * t[i] + LOG1P(EXP(-a)));
-        if (g) g[i] = sc * (S(sigmoid1)(z[i]) - t[i]);
+        s += (double)(wi * ((z[i] > 0 ? z[i] : 0) - z[i] * t[i] + LOG1P(EXP(-a))));
+        if (g) g[i] = sc * wi * (S(sigmoid1)(z[i]) - t[i]);
     }
     return s;
 }
 
-double S(fnn_bce_logits)(int64_t N, const T *z, const T *t, T *grad)
+double S(fnn_bce_logits)(int64_t N, const T *z, const T *t, T *grad, const T *w, int64_t k)
 {
     double part[FNN_NCHUNK];
     int64_t cs = (N + FNN_NCHUNK - 1) / FNN_NCHUNK;
     T sc = (T)(1.0 / (double)N);
     FNN_PAR_FOR(fnn_threads_for((double)N * 16), c, FNN_NCHUNK, {
         int64_t lo = c * cs, hi = lo + cs < N ? lo + cs : N;
-        part[c] = lo < hi ? S(bcel_range)(lo, hi, z, t, grad, sc) : 0;
+        part[c] = lo < hi ? S(bcel_range)(lo, hi, z, t, grad, sc, w, k) : 0;
     });
     return fnn_sum_parts(part) / (double)N;
 }
@@ -340,13 +347,13 @@ double S(fnn_bce_logits)(int64_t N, const T *z, const T *t, T *grad)
 /* Rows [r0, r1) of softmax cross-entropy against q = (1-eps) target + eps/C, where
  * target is one-hot(labels) or probs: loss = lse(z) - sum q z, grad = softmax - q. */
 FNN_CLONES static double S(ce_rows)(int r0, int r1, int C, const T *z, const int64_t *labels,
-                                    const T *probs, T eps, T *grad, T sc)
+                                    const T *probs, T eps, T *grad, T sc0, const T *w)
 {
     double s = 0;
     T u = eps / (T)C, keep = (T)1 - eps;
     for (int r = r0; r < r1; r++) {
         const T *a = z + (int64_t)r * C;
-        T mx = a[0];
+        T mx = a[0], wr = w ? w[r] : (T)1, sc = sc0 * wr;
         for (int j = 1; j < C; j++) mx = a[j] > mx ? a[j] : mx;
         double se = 0, qz = 0;
         for (int j = 0; j < C; j++) se += EXP(a[j] - mx);
@@ -359,7 +366,7 @@ FNN_CLONES static double S(ce_rows)(int r0, int r1, int C, const T *z, const int
             for (int j = 0; j < C; j++) qz += (double)(keep * q[j] + u) * a[j];
         }
         double lse = (double)mx + log(se);
-        s += lse - qz;
+        s += (double)wr * (lse - qz);
         if (grad) {
             T *g = grad + (int64_t)r * C;
             T inv = (T)(1.0 / se);
@@ -376,17 +383,18 @@ FNN_CLONES static double S(ce_rows)(int r0, int r1, int C, const T *z, const int
 }
 
 double S(fnn_cross_entropy)(int n, int C, const T *z, const int64_t *labels, const T *probs,
-                            T smoothing, T *grad)
+                            T smoothing, T *grad, const T *w)
 {
     double part[FNN_NCHUNK];
     int cs = (n + FNN_NCHUNK - 1) / FNN_NCHUNK;
     T sc = (T)(1.0 / (double)n);
     FNN_PAR_FOR(fnn_threads_for((double)n * C * 24), c, FNN_NCHUNK, {
         int r0 = (int)c * cs, r1 = r0 + cs < n ? r0 + cs : n;
-        part[c] = r0 < r1 ? S(ce_rows)(r0, r1, C, z, labels, probs, smoothing, grad, sc) : 0;
+        part[c] = r0 < r1 ? S(ce_rows)(r0, r1, C, z, labels, probs, smoothing, grad, sc, w) : 0;
     });
     return fnn_sum_parts(part) / (double)n;
 }
+#undef ROW_W
 
 /* ------------------------------------------------------------ optimizers */
 FNN_CLONES static void S(sgd_range)(int64_t n, T *restrict p, const T *restrict g,
@@ -700,13 +708,13 @@ double S(fnn_dense_step)(int n, int nl, const fnn_dense *L, const T *X, int loss
     T *out = (T *)last->Y, *gout = (T *)last->dY;
     double value;
     switch (loss) {
-    case FNN_LOSS_MSE: value = S(fnn_mse)(N, out, target, gout); break;
+    case FNN_LOSS_MSE: value = S(fnn_mse)(N, out, target, gout, NULL, 1); break;
     case FNN_LOSS_CE_LABELS:
-        value = S(fnn_cross_entropy)(n, last->n_out, out, labels, NULL, smoothing, gout); break;
+        value = S(fnn_cross_entropy)(n, last->n_out, out, labels, NULL, smoothing, gout, NULL); break;
     case FNN_LOSS_CE_PROBS:
-        value = S(fnn_cross_entropy)(n, last->n_out, out, NULL, target, smoothing, gout); break;
-    case FNN_LOSS_BCE: value = S(fnn_bce)(N, out, target, gout); break;
-    default: value = S(fnn_bce_logits)(N, out, target, gout); break;
+        value = S(fnn_cross_entropy)(n, last->n_out, out, NULL, target, smoothing, gout, NULL); break;
+    case FNN_LOSS_BCE: value = S(fnn_bce)(N, out, target, gout, NULL, 1); break;
+    default: value = S(fnn_bce_logits)(N, out, target, gout, NULL, 1); break;
     }
     for (int l = nl - 1; l >= 0; l--) {
         const fnn_dense *d = L + l;

@@ -109,53 +109,64 @@ def softmax_backward(y, gy, gx):
     gx[...] = y * (gy - (gy * y).sum(axis=1, keepdims=True))
 
 
-def mse(y, t, grad):
+def _row_weights(weight, n, k):
+    """Per-element weights from one weight per row of k elements (1 if None)."""
+    return 1.0 if weight is None else np.repeat(weight, k)[:n]
+
+
+def mse(y, t, grad, weight=None, k=1):
     d = y - t
+    w = _row_weights(weight, d.size, k)
     if grad is not None:
-        np.multiply(d, 2.0 / d.size, out=grad)
-    return float(np.dot(d.astype(np.float64).ravel(), d.astype(np.float64).ravel()) / d.size)
+        np.multiply(d * w, 2.0 / d.size, out=grad)
+    d64 = d.astype(np.float64)
+    return float((w * d64 * d64).sum() / d.size)
 
 
-def bce(p, t, grad):
+def bce(p, t, grad, weight=None, k=1):
+    w = _row_weights(weight, p.size, k)
     lp = np.maximum(np.log(p), -100)
     l1p = np.maximum(np.log1p(-p), -100)
     if grad is not None:
-        grad[...] = (p - t) / np.maximum((1 - p) * p, 1e-12) / p.size
-    return float(-(t * lp + (1 - t) * l1p).astype(np.float64).mean())
+        grad[...] = w * (p - t) / np.maximum((1 - p) * p, 1e-12) / p.size
+    return float((-(t * lp + (1 - t) * l1p) * w).astype(np.float64).mean())
 
 
-def bce_logits(z, t, grad):
+def bce_logits(z, t, grad, weight=None, k=1):
+    w = _row_weights(weight, z.size, k)
     if grad is not None:
         np.subtract(sigmoid(z), t, out=grad)
+        grad *= w
         grad /= z.size
     loss = np.maximum(z, 0) - z * t + np.log1p(np.exp(-np.abs(z)))
-    return float(loss.astype(np.float64).mean())
+    return float((loss * w).astype(np.float64).mean())
 
 
-def _softmax_ce(z, q, grad):
-    """Mean of lse(z) - sum(q z) over rows; grad = (softmax(z) - q) / n."""
+def _softmax_ce(z, q, grad, weight):
+    """Mean of w (lse(z) - sum(q z)) over rows; grad = w (softmax(z) - q) / n."""
     n = z.shape[0]
+    w = np.ones(n) if weight is None else weight
     shifted = z - z.max(axis=1, keepdims=True)
     e = np.exp(shifted)
     s = e.sum(axis=1, keepdims=True)
     if grad is not None:
         np.divide(e, s, out=grad)
         grad -= q
-        grad /= n
+        grad *= (w / n).astype(z.dtype)[:, None]
     lse = np.log(s[:, 0].astype(np.float64)) + z.max(axis=1)
-    return float((lse - (q.astype(np.float64) * z).sum(axis=1)).mean())
+    return float((w * (lse - (q.astype(np.float64) * z).sum(axis=1))).mean())
 
 
-def cross_entropy_labels(z, labels, smoothing, grad):
+def cross_entropy_labels(z, labels, smoothing, grad, weight=None):
     n, C = z.shape
     q = np.full((n, C), smoothing / C, dtype=z.dtype)
     q[np.arange(n), labels] += 1 - smoothing
-    return _softmax_ce(z, q, grad)
+    return _softmax_ce(z, q, grad, weight)
 
 
-def cross_entropy_probs(z, probs, smoothing, grad):
+def cross_entropy_probs(z, probs, smoothing, grad, weight=None):
     q = probs * (1 - smoothing) + smoothing / z.shape[1]
-    return _softmax_ce(z, q.astype(z.dtype, copy=False), grad)
+    return _softmax_ce(z, q.astype(z.dtype, copy=False), grad, weight)
 
 
 def sgd(p, g, buf, lr, momentum, dampening, weight_decay, nesterov, first):

@@ -26,7 +26,7 @@ def as_float_array(x, name, dtype, ndim=None, finite=True):
         raise TypeError(f"{name} must hold real numbers, got dtype {arr.dtype}")
     if ndim is not None and arr.ndim != ndim:
         raise ValueError(f"{name} must be {ndim}-D, got shape {arr.shape}")
-    arr = np.ascontiguousarray(arr, dtype=dtype)
+    arr = np.require(arr, dtype, "CW")  # C-contiguous; copied if read-only (kernels write-lock buffers)
     if finite and not _ops.all_finite(arr.reshape(-1)):
         raise ValueError(f"{name} contains NaN or inf")
     return arr

@@ -22,7 +22,7 @@ class Elementwise(Module):
 
     def _backward(self, grad, accumulate, need_input_grad):
         gx = self._buffer("gx", grad.shape)
-        _ops.act_backward(self.code, self.slope, self._x.reshape(-1) if self.needs_input else None,
+        _ops.act_backward(self.code, self.slope, self._x.reshape(-1),
                           self._out.reshape(-1), grad.reshape(-1), gx.reshape(-1))
         return gx
 

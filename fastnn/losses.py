@@ -7,6 +7,16 @@ from . import _validation as V
 from ._kernels import _ops
 
 
+def check_sample_weight(sample_weight, n, dtype):
+    """One finite, non-negative weight per sample, as a contiguous array of dtype."""
+    w = V.as_float_array(sample_weight, "sample_weight", dtype)
+    if w.shape != (n,):
+        raise ValueError(f"sample_weight must have shape ({n},), got {w.shape}")
+    if n and w.min() < 0:
+        raise ValueError("sample_weight must be non-negative")
+    return w
+
+
 class _Loss:
     classification = False
 
@@ -14,14 +24,18 @@ class _Loss:
         self._grad = None
         self._buffers = {}
 
-    def __call__(self, output, target):
+    def __call__(self, output, target, sample_weight=None):
+        """Mean loss; sample_weight (one non-negative weight per row) scales each
+        row's loss and gradient, as in Keras."""
         output = self._check_output(output)
         target = self._check_target(output, target)
+        if sample_weight is not None:
+            sample_weight = check_sample_weight(sample_weight, output.shape[0], output.dtype)
         grad = self._buffers.get(output.shape)
         if grad is None or grad.dtype != output.dtype:
             self._buffers = {output.shape: np.empty(output.shape, output.dtype)}
             grad = self._buffers[output.shape]
-        value = self._compute(output, target, grad)
+        value = self._compute(output, target, grad, sample_weight)
         self._grad = grad
         return float(value)
 
@@ -59,8 +73,9 @@ class MSELoss(_Loss):
     def _check_target(self, output, target):
         return self._same_shape_target(output, target)
 
-    def _compute(self, output, target, grad):
-        return _ops.mse(output.reshape(-1), target.reshape(-1), grad.reshape(-1))
+    def _compute(self, output, target, grad, weight):
+        return _ops.mse(output.reshape(-1), target.reshape(-1), grad.reshape(-1), weight,
+                        output.size // output.shape[0])
 
 
 class BCELoss(_Loss):
@@ -81,8 +96,9 @@ class BCELoss(_Loss):
             raise ValueError("target of BCELoss must be in [0, 1]")
         return t
 
-    def _compute(self, output, target, grad):
-        return _ops.bce(output.reshape(-1), target.reshape(-1), grad.reshape(-1))
+    def _compute(self, output, target, grad, weight):
+        return _ops.bce(output.reshape(-1), target.reshape(-1), grad.reshape(-1), weight,
+                        output.size // output.shape[0])
 
 
 class BCEWithLogitsLoss(BCELoss):
@@ -91,8 +107,9 @@ class BCEWithLogitsLoss(BCELoss):
     def _check_output(self, output):
         return _Loss._check_output(self, output)
 
-    def _compute(self, output, target, grad):
-        return _ops.bce_logits(output.reshape(-1), target.reshape(-1), grad.reshape(-1))
+    def _compute(self, output, target, grad, weight):
+        return _ops.bce_logits(output.reshape(-1), target.reshape(-1), grad.reshape(-1), weight,
+                               output.size // output.shape[0])
 
 
 class CrossEntropyLoss(_Loss):
@@ -131,10 +148,10 @@ class CrossEntropyLoss(_Loss):
             raise ValueError("target probabilities must be non-negative with rows summing to 1")
         return t
 
-    def _compute(self, output, target, grad):
+    def _compute(self, output, target, grad, weight):
         if target.dtype == np.int64:
-            return _ops.cross_entropy_labels(output, target, self.label_smoothing, grad)
-        return _ops.cross_entropy_probs(output, target, self.label_smoothing, grad)
+            return _ops.cross_entropy_labels(output, target, self.label_smoothing, grad, weight)
+        return _ops.cross_entropy_probs(output, target, self.label_smoothing, grad, weight)
 
     def __repr__(self):
         return f"CrossEntropyLoss(label_smoothing={self.label_smoothing})"

@@ -6,7 +6,7 @@ from . import _random
 from . import _validation as V
 from .callbacks import CallbackList, History
 from ._kernels import _ops
-from .losses import _Loss, BCELoss, BCEWithLogitsLoss, CrossEntropyLoss, MSELoss
+from .losses import _Loss, BCELoss, BCEWithLogitsLoss, CrossEntropyLoss, MSELoss, check_sample_weight
 from .module import Module, Sequential
 from .optim import SGD, Adam, AdamW, Optimizer, RMSprop, clip_grad_norm
 
@@ -49,12 +49,14 @@ class Trainer:
             raise ValueError(f"x and y must have the same number of samples, got {x.shape[0]} and {n}")
         return x, y
 
-    def step(self, x, y):
-        """One training step on a batch; returns the batch's mean loss."""
-        prog = self._fused_program(x)
-        if prog is not None and prog.accepts(x) and prog.target_ok(y, self._loss_code):
-            return self._fused_step(prog, x, y)
-        return self._checked_step(x, y)
+    def step(self, x, y, sample_weight=None):
+        """One training step on a batch; returns the batch's mean loss (weighted
+        per sample by sample_weight, Keras style, when given)."""
+        if sample_weight is None:
+            prog = self._fused_program(x)
+            if prog is not None and prog.accepts(x) and prog.target_ok(y, self._loss_code):
+                return self._fused_step(prog, x, y)
+        return self._checked_step(x, y, sample_weight)
 
     # The fused path: the whole step is one compiled call over the flat buffers.
     # It is taken only for configurations it implements exactly (dense stacks, one
@@ -118,11 +120,11 @@ class Trainer:
         self._last_output = prog.output
         return value
 
-    def _checked_step(self, x, y):
+    def _checked_step(self, x, y, sample_weight=None):
         x, y = self._check_xy(x, y)
         self.model.train()
         out = self.model._forward(x)
-        value = self.loss(out, y)  # validates y before any weight changes
+        value = self.loss(out, y, sample_weight)  # validates y before any weight changes
         self.model._backward(self.loss.backward(), False, False)
         value = self._reduce_gradients(value, x.shape[0])
         if self.clip_grad_norm is not None:
@@ -150,18 +152,20 @@ class Trainer:
             return int(np.count_nonzero((out > threshold) == (np.asarray(y) > 0.5))), out.size
         return None
 
-    def evaluate(self, X, y, batch_size=1024):
+    def evaluate(self, X, y, batch_size=1024, sample_weight=None):
         """Mean loss (and accuracy for classification) in eval mode."""
         batch_size = V.positive_int(batch_size, "batch_size")
         X, y = self._check_xy(X, y)
         y = np.asarray(y)
+        w = None if sample_weight is None else check_sample_weight(sample_weight, len(X), X.dtype)
         was_training = self.model.training
         self.model.eval()
         total, hits, n = 0.0, [0, 0], len(X)
         try:
             for i in range(0, n, batch_size):
                 out = self.model._forward(X[i:i + batch_size])
-                total += self.loss(out, y[i:i + batch_size]) * len(out)
+                wb = None if w is None else w[i:i + batch_size]
+                total += self.loss(out, y[i:i + batch_size], wb) * len(out)
                 hits = _add_hits(hits, self._correct(out, y[i:i + batch_size]))
         finally:
             self.model.train(was_training)
@@ -176,9 +180,9 @@ class Trainer:
         """Train for ``epochs`` passes over (X, y) in mini-batches; returns a History."""
         epochs = V.positive_int(epochs, "epochs")
         batch_size = V.positive_int(batch_size, "batch_size")
-        if sample_weight is not None:
-            raise NotImplementedError("sample_weight is not supported yet")
         X = self.model._check_input(X)
+        if sample_weight is not None:
+            sample_weight = check_sample_weight(sample_weight, len(X), X.dtype)
         y = np.asarray(y)
         if y.shape[:1] != X.shape[:1]:
             raise ValueError(f"X and y must have the same number of samples, got {len(X)} and "
@@ -192,6 +196,8 @@ class Trainer:
             if cut <= 0 or cut >= len(X):
                 raise ValueError(f"validation_split={validation_split} leaves an empty split")
             X, y, validation_data = X[:cut], y[:cut], (X[cut:], y[cut:])
+            if sample_weight is not None:
+                sample_weight = sample_weight[:cut]
         if validation_data is not None:
             if not isinstance(validation_data, (tuple, list)) or len(validation_data) != 2:
                 raise ValueError("validation_data must be a pair (X_val, y_val)")
@@ -219,7 +225,7 @@ class Trainer:
                 xb, yb = xb_full[:len(idx)], yb_full[:len(idx)]
                 np.take(X, idx, axis=0, out=xb)
                 np.take(y, idx, axis=0, out=yb)
-                value = self.step(xb, yb)
+                value = self.step(xb, yb, None if sample_weight is None else sample_weight[idx])
                 total += value * len(idx)
                 hits = _add_hits(hits, self._correct(self._last_output, yb))
                 cbs.on_batch_end(b, {"loss": value, "size": len(idx)})

@@ -217,6 +217,29 @@ def test_act_in_place(code):
     assert_close(g, want_g, np.float64)
 
 
+@pytest.mark.xfail(strict=True, reason=(
+    "BUG (_ops.pyx act_backward): x is the first fused-type argument; when it is None "
+    "Cython picks the float32 specialization, so float64 y/gy/gx raise 'Buffer dtype "
+    "mismatch'. Fix: put a required array first or dispatch on gy (fastnn/activations.py "
+    "now always passes x, so the public API is not affected)"))
+@pytest.mark.parametrize("code", [0, 1, 2, 3, 4])
+def test_act_backward_without_x_float64(code):
+    y = np.linspace(-1, 1, 9)
+    gy = np.ones(9)
+    gx = np.empty(9)
+    _ops.act_backward(code, 0.1, None, y, gy, gx)
+    assert_close(gx, ref.dact(code, 0.1, None, y, gy), np.float64)
+
+
+@pytest.mark.parametrize("code", [0, 1, 2, 3, 4])
+def test_act_backward_without_x_float32(code):
+    y = np.linspace(-1, 1, 9, dtype=np.float32)
+    gy = np.ones(9, np.float32)
+    gx = np.empty(9, np.float32)
+    _ops.act_backward(code, 0.1, None, y, gy, gx)
+    assert_close(gx, ref.dact(code, 0.1, None, y, gy), np.float32)
+
+
 @SETTINGS
 @given(dtype=DTYPES, n=DIM, c=DIM, big=st.booleans(), seed=SEEDS)
 def test_softmax(dtype, n, c, big, seed):
@@ -633,7 +656,7 @@ def kernel_calls(dtype=np.float64):
         ("gemm", _ops.gemm, [f(4, 3), f(3, 5), f(4, 5)]),
         ("linear_forward", _ops.linear_forward, [f(4, 3), f(5, 3), f(5), 1, 0.0, f(4, 5), f(4, 5)]),
         ("linear_backward", _ops.linear_backward,
-         [f(4, 3), f(5, 3), 1, 0.0, f(4, 5), f(4, 5), f(4, 5), f(4, 5), f(4, 3), f(5, 3), f(5)]),
+         [f(4, 3), f(5, 3), 5, 0.0, f(4, 5), f(4, 5), f(4, 5), f(4, 5), f(4, 3), f(5, 3), f(5)]),
         ("act_forward", _ops.act_forward, [3, 0.0, f(6), f(6)]),
         ("act_backward", _ops.act_backward, [5, 0.0, f(6), f(6), f(6), f(6)]),
         ("softmax_forward", _ops.softmax_forward, [f(4, 3), f(4, 3)]),
@@ -659,6 +682,10 @@ def kernel_calls(dtype=np.float64):
         ("embedding_forward", _ops.embedding_forward, [_i(4), f(3, 5), f(4, 5)]),
         ("embedding_backward", _ops.embedding_backward, [_i(4), f(4, 5), f(3, 5)]),
     ]
+
+
+# GELU's backward reads x, the other activations read y: the other one is unused
+UNREAD = {("act_backward", 3)}
 
 
 def _array_slots(pred=lambda a: True):
@@ -707,6 +734,8 @@ def test_wrong_shape_raises_value_error(name, slot):
     _, func, args = next(c for c in kernel_calls() if c[0] == name)
     if name in ("sumsq", "scale", "all_finite", "labels_in_range"):
         pytest.skip("single-array kernel: every shape is valid")
+    if (name, slot) in UNREAD:
+        pytest.skip("this array is not read for this activation code")
     args = list(args)
     a = args[slot]
     args[slot] = np.ascontiguousarray(np.concatenate([a, a[..., :1]], axis=-1))
@@ -719,6 +748,8 @@ def test_wrong_shape_raises_value_error(name, slot):
 def test_mixed_dtypes_raise(name, slot, bad):
     """One float64 array swapped for another dtype: TypeError/ValueError, no crash."""
     _, func, args = next(c for c in kernel_calls() if c[0] == name)
+    if bad is np.float32 and name in ("sumsq", "scale", "all_finite"):
+        pytest.skip("a single float32 array is a valid call")
     args = list(args)
     args[slot] = args[slot].astype(bad)
     with pytest.raises((TypeError, ValueError)):
@@ -802,7 +833,8 @@ def _layouts(x):
 @pytest.mark.parametrize("layout", list(_layouts(np.zeros((2, 2)))))
 def test_model_accepts_any_layout(dtype, layout):
     rng = np.random.default_rng(0)
-    x = rng.standard_normal((9, 8)).astype(dtype)
+    # float32-representable values, so the "other_dtype" cast is exact
+    x = rng.standard_normal((9, 8)).astype(np.float32).astype(dtype)
     view = _layouts(x)[layout]
     tol_ = 1e-6 if dtype == "float32" else 0
     for model in _models(dtype):

@@ -50,10 +50,10 @@ cdef extern from "fnn.h" nogil:
     void fnn_act_backward_f32(int act, float slope, int64_t n, float *x, float *y, float *gy, float *gx) noexcept
     void fnn_softmax_forward_f32(int n, int C, float *x, float *y) noexcept
     void fnn_softmax_backward_f32(int n, int C, float *y, float *gy, float *gx) noexcept
-    double fnn_mse_f32(int64_t N, float *y, float *t, float *grad) noexcept
-    double fnn_bce_f32(int64_t N, float *p, float *t, float *grad) noexcept
-    double fnn_bce_logits_f32(int64_t N, float *z, float *t, float *grad) noexcept
-    double fnn_cross_entropy_f32(int n, int C, float *z, int64_t *labels, float *probs, float smoothing, float *grad) noexcept
+    double fnn_mse_f32(int64_t N, float *y, float *t, float *grad, float *w, int64_t k) noexcept
+    double fnn_bce_f32(int64_t N, float *p, float *t, float *grad, float *w, int64_t k) noexcept
+    double fnn_bce_logits_f32(int64_t N, float *z, float *t, float *grad, float *w, int64_t k) noexcept
+    double fnn_cross_entropy_f32(int n, int C, float *z, int64_t *labels, float *probs, float smoothing, float *grad, float *w) noexcept
     void fnn_sgd_f32(int64_t n, float *p, float *g, float *buf, float lr, float momentum, float dampening, float wd, int nesterov, int first) noexcept
     void fnn_adam_f32(int64_t n, float *p, float *g, float *m, float *v, float lr, float beta1, float beta2, float eps, float wd, int decoupled, int64_t step) noexcept
     void fnn_rmsprop_f32(int64_t n, float *p, float *g, float *sq, float *gavg, float *buf, float lr, float alpha, float eps, float wd, float momentum) noexcept
@@ -73,10 +73,10 @@ cdef extern from "fnn.h" nogil:
     void fnn_act_backward_f64(int act, double slope, int64_t n, double *x, double *y, double *gy, double *gx) noexcept
     void fnn_softmax_forward_f64(int n, int C, double *x, double *y) noexcept
     void fnn_softmax_backward_f64(int n, int C, double *y, double *gy, double *gx) noexcept
-    double fnn_mse_f64(int64_t N, double *y, double *t, double *grad) noexcept
-    double fnn_bce_f64(int64_t N, double *p, double *t, double *grad) noexcept
-    double fnn_bce_logits_f64(int64_t N, double *z, double *t, double *grad) noexcept
-    double fnn_cross_entropy_f64(int n, int C, double *z, int64_t *labels, double *probs, double smoothing, double *grad) noexcept
+    double fnn_mse_f64(int64_t N, double *y, double *t, double *grad, double *w, int64_t k) noexcept
+    double fnn_bce_f64(int64_t N, double *p, double *t, double *grad, double *w, int64_t k) noexcept
+    double fnn_bce_logits_f64(int64_t N, double *z, double *t, double *grad, double *w, int64_t k) noexcept
+    double fnn_cross_entropy_f64(int n, int C, double *z, int64_t *labels, double *probs, double smoothing, double *grad, double *w) noexcept
     void fnn_sgd_f64(int64_t n, double *p, double *g, double *buf, double lr, double momentum, double dampening, double wd, int nesterov, int first) noexcept
     void fnn_adam_f64(int64_t n, double *p, double *g, double *m, double *v, double lr, double beta1, double beta2, double eps, double wd, int decoupled, int64_t step) noexcept
     void fnn_rmsprop_f64(int64_t n, double *p, double *g, double *sq, double *gavg, double *buf, double lr, double alpha, double eps, double wd, double momentum) noexcept

@@ -179,50 +179,66 @@ def softmax_backward(floating[:, ::1] y, floating[:, ::1] gy, floating[:, ::1] g
 
 
 # ------------------------------------------------------------------- losses
-def mse(floating[::1] y, floating[::1] t, floating[::1] grad):
+# weight: optional per-row weights (Keras's sample_weight), one per k elements;
+# None means unweighted. The loss stays the mean over all elements.
+cdef inline floating *_row_weights(floating[::1] weight, Py_ssize_t n, Py_ssize_t k) except? NULL:
+    if weight is None:
+        return NULL
+    if k <= 0 or n % k or weight.shape[0] != n // k:
+        raise ValueError("loss: weight must have one entry per row")
+    return &weight[0]
+
+
+def mse(floating[::1] y, floating[::1] t, floating[::1] grad, floating[::1] weight=None,
+        Py_ssize_t k=1):
     """Mean squared error; grad (may be None) gets d(mean)/dy."""
     cdef Py_ssize_t n = y.shape[0]
     _need(n > 0 and t.shape[0] == n and (grad is None or grad.shape[0] == n), "mse: shapes")
     cdef floating *pg = &grad[0] if grad is not None else NULL
+    cdef floating *pw = _row_weights(weight, n, k)
     cdef double r
     with nogil:
         if floating is float:
-            r = fnn_mse_f32(n, &y[0], &t[0], pg)
+            r = fnn_mse_f32(n, &y[0], &t[0], pg, pw, k)
         else:
-            r = fnn_mse_f64(n, &y[0], &t[0], pg)
+            r = fnn_mse_f64(n, &y[0], &t[0], pg, pw, k)
     return r
 
 
-def bce(floating[::1] p, floating[::1] t, floating[::1] grad):
+def bce(floating[::1] p, floating[::1] t, floating[::1] grad, floating[::1] weight=None,
+        Py_ssize_t k=1):
     """Binary cross-entropy on probabilities, log clamped at -100 like PyTorch."""
     cdef Py_ssize_t n = p.shape[0]
     _need(n > 0 and t.shape[0] == n and (grad is None or grad.shape[0] == n), "bce: shapes")
     cdef floating *pg = &grad[0] if grad is not None else NULL
+    cdef floating *pw = _row_weights(weight, n, k)
     cdef double r
     with nogil:
         if floating is float:
-            r = fnn_bce_f32(n, &p[0], &t[0], pg)
+            r = fnn_bce_f32(n, &p[0], &t[0], pg, pw, k)
         else:
-            r = fnn_bce_f64(n, &p[0], &t[0], pg)
+            r = fnn_bce_f64(n, &p[0], &t[0], pg, pw, k)
     return r
 
 
-def bce_logits(floating[::1] z, floating[::1] t, floating[::1] grad):
+def bce_logits(floating[::1] z, floating[::1] t, floating[::1] grad, floating[::1] weight=None,
+               Py_ssize_t k=1):
     """Binary cross-entropy on logits; grad = (sigmoid(z) - t) / n."""
     cdef Py_ssize_t n = z.shape[0]
     _need(n > 0 and t.shape[0] == n and (grad is None or grad.shape[0] == n), "bce_logits: shapes")
     cdef floating *pg = &grad[0] if grad is not None else NULL
+    cdef floating *pw = _row_weights(weight, n, k)
     cdef double r
     with nogil:
         if floating is float:
-            r = fnn_bce_logits_f32(n, &z[0], &t[0], pg)
+            r = fnn_bce_logits_f32(n, &z[0], &t[0], pg, pw, k)
         else:
-            r = fnn_bce_logits_f64(n, &z[0], &t[0], pg)
+            r = fnn_bce_logits_f64(n, &z[0], &t[0], pg, pw, k)
     return r
 
 
 def cross_entropy_labels(floating[:, ::1] z, const int64_t[::1] labels, double smoothing,
-                         floating[:, ::1] grad):
+                         floating[:, ::1] grad, floating[::1] weight=None):
     """Softmax cross-entropy of logits z against class labels (checked in range)."""
     cdef int n = z.shape[0], C = z.shape[1]
     _need(n > 0 and C > 0 and labels.shape[0] == n, "cross_entropy: shapes")
@@ -230,35 +246,36 @@ def cross_entropy_labels(floating[:, ::1] z, const int64_t[::1] labels, double s
     if not fnn_labels_in_range(n, <int64_t *>&labels[0], C):
         raise ValueError(f"cross_entropy: labels must be in [0, {C})")
     cdef floating *pg = &grad[0, 0] if grad is not None else NULL
+    cdef floating *pw = _row_weights(weight, n, 1)
     cdef double r
     with nogil:
         if floating is float:
             r = fnn_cross_entropy_f32(n, C, &z[0, 0], <int64_t *>&labels[0], NULL,
-                                         <float>smoothing, pg)
+                                      <float>smoothing, pg, pw)
         else:
             r = fnn_cross_entropy_f64(n, C, &z[0, 0], <int64_t *>&labels[0], NULL,
-                                         smoothing, pg)
+                                      smoothing, pg, pw)
     return r
 
 
 def cross_entropy_probs(floating[:, ::1] z, floating[:, ::1] probs, double smoothing,
-                        floating[:, ::1] grad):
+                        floating[:, ::1] grad, floating[::1] weight=None):
     """Softmax cross-entropy of logits z against target probabilities."""
     cdef int n = z.shape[0], C = z.shape[1]
     _need(n > 0 and C > 0 and probs.shape[0] == n and probs.shape[1] == C, "cross_entropy: shapes")
     _need(grad is None or (grad.shape[0] == n and grad.shape[1] == C), "cross_entropy: grad shape")
     cdef floating *pg = &grad[0, 0] if grad is not None else NULL
+    cdef floating *pw = _row_weights(weight, n, 1)
     cdef double r
     with nogil:
         if floating is float:
-            r = fnn_cross_entropy_f32(n, C, &z[0, 0], NULL, &probs[0, 0], <float>smoothing, pg)
+            r = fnn_cross_entropy_f32(n, C, &z[0, 0], NULL, &probs[0, 0], <float>smoothing, pg, pw)
         else:
-            r = fnn_cross_entropy_f64(n, C, &z[0, 0], NULL, &probs[0, 0], smoothing, pg)
+            r = fnn_cross_entropy_f64(n, C, &z[0, 0], NULL, &probs[0, 0], smoothing, pg, pw)
+    return r
 
 
 # --------------------------------------------------------------- optimizers
-    return r
-
 
 def sgd(floating[::1] p, floating[::1] g, floating[::1] buf, double lr, double momentum,
         double dampening, double weight_decay, bint nesterov, bint first):

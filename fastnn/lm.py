@@ -1,0 +1,456 @@
+"""A fixed-context neural language model (Bengio et al., 2003) and its CLI.
+
+The model reads the previous ``context`` token ids, looks up an embedding for
+each, concatenates them, runs an MLP and predicts a distribution over the
+vocabulary for the next token.  Training minimizes the mean next-token
+cross-entropy  L = -(1/T) sum_t log P(x_t | x_{t-context}, ..., x_{t-1});
+exp(L) is the perplexity.
+
+    python -m fastnn lm                      # demo on stdlib docstrings
+    python -m fastnn lm --text book.txt --epochs 10 --sample 500
+
+From Python::
+
+    model, tok, hist = fastnn.lm.train_lm(text, context=8)
+    print(hist["val_ppl"][-1], "vs unigram", hist["unigram_ppl"])
+    print(fastnn.lm.sample_text(model, tok, "The ", n=200, seed=0))
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import numbers
+import os
+import sys
+import time
+
+import numpy as np
+
+from . import _random
+from . import text as T
+from .activations import Tanh
+from .callbacks import Callback
+from .layers import Dropout, Embedding, Flatten, Linear
+from .losses import CrossEntropyLoss
+from .module import Sequential
+from .optim import Adam
+from .schedulers import CosineAnnealingLR, LinearWarmup
+from .trainer import Trainer
+
+__all__ = ["build_model", "train_lm", "sample_text", "model_context", "load_lm",
+           "vocab_path_for", "main"]
+
+# Defaults of the CLI and of train_lm.  Measured on the 200k-character stdlib
+# corpus (2 cores): ~2 s/epoch, validation perplexity ~5.9 against a unigram
+# baseline of ~26.7.  Tanh beat ReLU and GELU here by a small margin, and a
+# little dropout narrows the train/validation gap of this 180k-window corpus.
+DEFAULTS = dict(context=8, embed=24, hidden=256, epochs=6, batch_size=128, lr=3e-3,
+                dropout=0.1, val_fraction=0.1, seed=0)
+DEFAULT_MAX_CHARS = 200_000
+DEFAULT_SAVE = "lm_model.npz"
+
+
+# --------------------------------------------------------------------------
+# argument checks
+# --------------------------------------------------------------------------
+
+def _int_arg(name, value, minimum):
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise TypeError(f"{name} must be an int, got {value!r}")
+    if value < minimum:
+        raise ValueError(f"{name} must be >= {minimum}, got {value}")
+    return int(value)
+
+
+def _real_arg(name, value, low, high, low_open=True, high_open=True):
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{name} must be a number, got {value!r}")
+    value = float(value)
+    ok = (value > low if low_open else value >= low) and (value < high if high_open else value <= high)
+    if not (ok and math.isfinite(value)):
+        lo, hi = "(" if low_open else "[", ")" if high_open else "]"
+        raise ValueError(f"{name} must be in {lo}{low}, {high}{hi}, got {value!r}")
+    return value
+
+
+# --------------------------------------------------------------------------
+# the model
+# --------------------------------------------------------------------------
+
+def build_model(vocab_size, context, embed=24, hidden=256, dtype="float32", dropout=0.0):
+    """Embedding -> Flatten -> Linear(context*embed, hidden) -> Tanh [-> Dropout] -> Linear(hidden, V).
+
+    Input: int ids of shape (batch, context); output: logits (batch, vocab_size).
+    """
+    vocab_size = _int_arg("vocab_size", vocab_size, 1)
+    context = _int_arg("context", context, 1)
+    embed = _int_arg("embed", embed, 1)
+    hidden = _int_arg("hidden", hidden, 1)
+    dropout = _real_arg("dropout", dropout, 0.0, 1.0, low_open=False)
+    layers = [Embedding(vocab_size, embed), Flatten(), Linear(context * embed, hidden), Tanh()]
+    if dropout > 0:
+        layers.append(Dropout(dropout))
+    layers.append(Linear(hidden, vocab_size))
+    return Sequential(*layers, dtype=dtype)
+
+
+def model_context(model):
+    """The context length a model built by :func:`build_model` expects."""
+    try:
+        emb, linear = model[0], model[2]
+    except (TypeError, IndexError):
+        emb = linear = None
+    if not isinstance(emb, Embedding) or not isinstance(linear, Linear):
+        raise TypeError("model must be an LM built by fastnn.lm.build_model "
+                        "(Embedding, Flatten, Linear, ...)")
+    context, rest = divmod(linear.in_features, emb.embedding_dim)
+    if rest or context < 1:
+        raise ValueError(f"model's first Linear has {linear.in_features} inputs, not a multiple "
+                         f"of the embedding size {emb.embedding_dim}")
+    return context
+
+
+def _make_tokenizer(tokenizer):
+    if isinstance(tokenizer, T._Tokenizer):
+        return tokenizer
+    if tokenizer == "char":
+        return T.CharTokenizer()
+    if tokenizer == "word":
+        return T.WordTokenizer(lowercase=True)
+    raise ValueError(f"tokenizer must be 'char', 'word' or a fastnn.text tokenizer, got {tokenizer!r}")
+
+
+def _split(ids, context, val_fraction):
+    """Windows over the whole stream, split by the position of the target:
+    the last ``val_fraction`` of the tokens are validation targets (their
+    contexts may reach back into the training text, their targets never do)."""
+    n = int(ids.shape[0])
+    if n <= context:
+        raise ValueError(f"context ({context}) must be shorter than the text ({n} tokens)")
+    n_val = max(1, int(round(n * val_fraction)))
+    cut = n - n_val
+    if cut <= context:
+        raise ValueError(
+            f"text is too short for context={context}: {n} tokens leave {cut} for training "
+            f"after holding out {n_val} for validation; need more than {context} "
+            f"(use a longer text or a smaller --context)")
+    X, y = T.next_token_windows(ids, context)
+    k = cut - context                     # window i predicts token i + context
+    return (X[:k], y[:k]), (X[k:], y[k:]), cut
+
+
+class _EpochReport(Callback):
+    """Times each epoch and prints one line per epoch."""
+
+    def __init__(self, epochs, unigram, log):
+        self.epochs, self.unigram, self.log = epochs, unigram, log
+        self._t0 = None
+        self.times = []
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._t0 = time.perf_counter()
+
+    def on_epoch_end(self, epoch, logs=None):
+        seconds = time.perf_counter() - self._t0
+        self.times.append(seconds)
+        if self.log is not None:
+            self.log(f"epoch {epoch + 1:>{len(str(self.epochs))}}/{self.epochs}  "
+                     f"train CE {logs['loss']:.4f} (ppl {T.perplexity(logs['loss']):.2f})  "
+                     f"val CE {logs['val_loss']:.4f}  val ppl {T.perplexity(logs['val_loss']):.2f}  "
+                     f"(unigram {self.unigram:.2f})  val acc {100 * logs['val_accuracy']:.1f}%  "
+                     f"[{seconds:.1f}s]")
+
+
+def train_lm(text, tokenizer="char", context=DEFAULTS["context"], embed=DEFAULTS["embed"],
+             hidden=DEFAULTS["hidden"], epochs=DEFAULTS["epochs"],
+             batch_size=DEFAULTS["batch_size"], lr=DEFAULTS["lr"],
+             val_fraction=DEFAULTS["val_fraction"], seed=DEFAULTS["seed"], progress=True,
+             dropout=DEFAULTS["dropout"], min_count=1, dtype="float32", log=None):
+    """Train a next-token model on ``text``; returns ``(model, tokenizer, history)``.
+
+    ``tokenizer`` is ``"char"``, ``"word"`` or a fastnn.text tokenizer (fitted
+    on ``text`` here unless it already has a vocabulary).  The last
+    ``val_fraction`` of the token stream is held out, unshuffled.  Adam with a
+    linear warmup and a cosine decay; ``seed`` fixes initialization and
+    shuffling (it calls ``fastnn.seed``).  ``progress`` shows a per-batch bar
+    on a terminal; ``log`` (e.g. ``print``) receives one line per epoch.
+
+    ``history`` is a dict: per-epoch lists ``loss``/``val_loss`` (mean
+    cross-entropy in nats; ``loss`` is the running mean over the epoch's
+    batches), ``ppl``/``val_ppl``, ``accuracy``/``val_accuracy``, ``time``,
+    plus ``unigram_ppl`` (the add-one unigram baseline on the validation
+    tokens), ``vocab_size``, ``context``, ``n_train`` and ``n_val``.
+    """
+    text = T._check_text(text)
+    if not text:
+        raise ValueError("text is empty")
+    context = _int_arg("context", context, 1)
+    epochs = _int_arg("epochs", epochs, 1)
+    batch_size = _int_arg("batch_size", batch_size, 1)
+    lr = _real_arg("lr", lr, 0.0, math.inf)
+    val_fraction = _real_arg("val_fraction", val_fraction, 0.0, 1.0)
+    seed = _int_arg("seed", seed, 0)
+    tok = _make_tokenizer(tokenizer)
+    if tok._itos is None:
+        tok.fit(text, min_count=min_count)
+    ids = tok.encode(text)
+    (Xt, yt), (Xv, yv), cut = _split(ids, context, val_fraction)
+    V = tok.vocab_size
+    unigram = T.unigram_perplexity(ids[:cut], ids[cut:], V)
+
+    _random.seed(seed)
+    model = build_model(V, context, embed, hidden, dtype=dtype, dropout=dropout)
+    opt = Adam(model.parameters(), lr=lr)
+    steps = epochs * -(-len(Xt) // batch_size)
+    warmup = max(1, min(200, steps // 10))
+    # A cosine to 5% of lr: the last epochs settle instead of rattling at full lr.
+    sched = LinearWarmup(opt, warmup, after=CosineAnnealingLR(opt, max(1, steps - warmup),
+                                                              eta_min=0.05 * lr))
+    trainer = Trainer(model, CrossEntropyLoss(), opt, scheduler=sched)
+    if log is not None:
+        log(f"{len(ids):,} tokens, vocabulary {V}, {len(Xt):,} training / {len(Xv):,} "
+            f"validation windows of {context}; {sum(p.data.size for p in model.parameters()):,} "
+            f"parameters; unigram baseline perplexity {unigram:.2f}")
+    report = _EpochReport(epochs, unigram, log)
+    hist = trainer.fit(Xt, yt, epochs=epochs, batch_size=batch_size, validation_data=(Xv, yv),
+                       shuffle=True, seed=seed, callbacks=[report], progress=progress)
+    history = {k: list(v) for k, v in hist.history.items()}
+    # History records the logs before our report callback adds to them.
+    history["ppl"] = [T.perplexity(v) for v in history["loss"]]
+    history["val_ppl"] = [T.perplexity(v) for v in history["val_loss"]]
+    history["time"] = list(report.times)
+    history.update(unigram_ppl=unigram, vocab_size=V, context=context,
+                   n_train=len(Xt), n_val=len(Xv))
+    model.eval()
+    return model, tok, history
+
+
+# --------------------------------------------------------------------------
+# sampling
+# --------------------------------------------------------------------------
+
+def _pad_id(tokenizer):
+    """Filler for prompts shorter than the context: a line break for characters
+    (what precedes a fresh line in the training text), else ``<unk>``."""
+    if isinstance(tokenizer, T.CharTokenizer):
+        ids = tokenizer.encode("\n")
+        if ids.size and ids[0] != tokenizer.unk_id:
+            return int(ids[0])
+    return tokenizer.unk_id
+
+
+def sample_text(model, tokenizer, prompt="", n=300, context=None, temperature=0.8,
+                top_k=None, seed=None):
+    """Continue ``prompt`` by ``n`` sampled tokens; returns the continuation only.
+
+    A prompt shorter than the context is left-padded (with a line break for a
+    character model, so an empty prompt means "start a new line").
+    ``temperature`` < 1 is more conservative, > 1 more adventurous; ``top_k``
+    limits each draw to the k likeliest tokens.  A fixed ``seed`` reproduces
+    the sample.
+    """
+    if prompt is None:
+        prompt = ""
+    if context is None:
+        context = model_context(model)
+    context = _int_arg("context", context, 1)
+    ids = tokenizer.encode(prompt)
+    if ids.size < context:
+        ids = np.concatenate([np.full(context - ids.size, _pad_id(tokenizer), np.int64), ids])
+
+    def predict_logits(window):
+        return model.predict(window)
+
+    out = T.generate(predict_logits, ids, n, context, temperature=temperature, top_k=top_k,
+                     seed=seed)
+    return tokenizer.decode(out)
+
+
+# --------------------------------------------------------------------------
+# saving and loading
+# --------------------------------------------------------------------------
+
+def vocab_path_for(path):
+    """``lm_model.npz`` -> ``lm_model.vocab.json`` (the tokenizer saved next to the model)."""
+    path = os.fspath(path)
+    root = path[:-4] if path.endswith(".npz") else path
+    return root + ".vocab.json"
+
+
+def save_lm(path, model, tokenizer):
+    """Model via ``fastnn.io.save``; vocabulary as JSON next to it. Returns both paths."""
+    from . import io  # lazily: the LM works without it until a save is asked for
+    io.save(path, model)
+    vpath = vocab_path_for(path)
+    tokenizer.save(vpath)
+    return os.fspath(path), vpath
+
+
+def load_lm(path):
+    """``(model, tokenizer)`` saved by :func:`save_lm` / the CLI's ``--save``."""
+    from . import io
+    vpath = vocab_path_for(path)
+    with open(vpath, "r", encoding="utf-8") as f:
+        try:
+            kind = json.load(f).get("format")
+        except (json.JSONDecodeError, AttributeError):
+            kind = None
+    classes = {cls._kind: cls for cls in (T.CharTokenizer, T.WordTokenizer)}
+    if kind not in classes:
+        raise ValueError(f"{vpath!r} is not a fastnn tokenizer file")
+    tokenizer = classes[kind].load(vpath)
+    model = io.load(path)
+    emb = model[0] if isinstance(model, Sequential) and len(model) else None
+    if not isinstance(emb, Embedding) or emb.num_embeddings != tokenizer.vocab_size:
+        raise ValueError(f"{os.fspath(path)!r} and {vpath!r} do not belong together "
+                         f"(vocabulary of {tokenizer.vocab_size} tokens)")
+    model_context(model)
+    model.eval()
+    return model, tokenizer
+
+
+# --------------------------------------------------------------------------
+# command line
+# --------------------------------------------------------------------------
+
+def add_arguments(p):
+    """The ``lm`` subcommand's options (shared by ``python -m fastnn lm``)."""
+    d = DEFAULTS
+    p.add_argument("--text", metavar="FILE",
+                   help="UTF-8 text file to train on (default: Python standard-library "
+                        "docstrings, which every install has)")
+    p.add_argument("--word", action="store_true",
+                   help="model words and punctuation instead of characters")
+    p.add_argument("--context", type=int, default=d["context"],
+                   help=f"tokens of context the model reads (default {d['context']})")
+    p.add_argument("--embed", type=int, default=d["embed"],
+                   help=f"embedding size per token (default {d['embed']})")
+    p.add_argument("--hidden", type=int, default=d["hidden"],
+                   help=f"hidden units (default {d['hidden']})")
+    p.add_argument("--dropout", type=float, default=d["dropout"],
+                   help=f"dropout after the hidden layer (default {d['dropout']})")
+    p.add_argument("--epochs", type=int, default=d["epochs"], help=f"default {d['epochs']}")
+    p.add_argument("--batch-size", type=int, default=d["batch_size"],
+                   help=f"default {d['batch_size']}")
+    p.add_argument("--lr", type=float, default=d["lr"], help=f"Adam learning rate (default {d['lr']})")
+    p.add_argument("--max-chars", type=int, default=DEFAULT_MAX_CHARS,
+                   help=f"use at most this many characters of the text (default {DEFAULT_MAX_CHARS:,})")
+    p.add_argument("--min-count", type=int, default=None,
+                   help="rarer tokens become <unk> (default 1 for characters, 2 for words)")
+    p.add_argument("--sample", type=int, default=300, metavar="N",
+                   help="tokens to generate after training (default 300; 0 for none)")
+    p.add_argument("--temperature", type=float, default=0.8,
+                   help="sampling temperature (default 0.8)")
+    p.add_argument("--top-k", type=int, default=None, help="sample from the k likeliest tokens only")
+    p.add_argument("--prompt", default="", help="text to continue (default: a new line)")
+    p.add_argument("--save", default=DEFAULT_SAVE, metavar="PATH",
+                   help=f"where to save the model (default {DEFAULT_SAVE}; the vocabulary "
+                        "goes next to it as .vocab.json)")
+    p.add_argument("--no-save", action="store_true", help="do not save the model")
+    p.add_argument("--seed", type=int, default=d["seed"], help=f"default {d['seed']}")
+    p.add_argument("--no-progress", action="store_true", help="no per-batch progress bar")
+    return p
+
+
+def _read_text(args):
+    if args.max_chars < 1:
+        raise ValueError(f"--max-chars must be >= 1, got {args.max_chars}")
+    if args.text is None:
+        try:
+            text = T.stdlib_corpus(max_chars=args.max_chars)
+        except RuntimeError as e:  # python -OO strips the docstrings
+            raise ValueError(f"{e}; pass --text FILE") from None
+        return text, (f"no --text given: training on {len(text):,} characters of Python "
+                      "standard-library docstrings (fastnn.text.stdlib_corpus)")
+    try:
+        with open(args.text, "r", encoding="utf-8", errors="replace") as f:
+            text = f.read(args.max_chars + 1)
+    except OSError as e:
+        raise ValueError(f"cannot read --text {args.text!r}: {e.strerror or e}") from None
+    if not text:
+        raise ValueError(f"--text {args.text!r} is empty")
+    note = ""
+    if len(text) > args.max_chars:
+        text = text[:args.max_chars]
+        note = f" (the first {args.max_chars:,}; see --max-chars)"
+    return text, f"training on {len(text):,} characters of {args.text}{note}"
+
+
+def _check_args(args):
+    for name in ("context", "embed", "hidden", "epochs", "batch_size"):
+        if getattr(args, name) < 1:
+            raise ValueError(f"--{name.replace('_', '-')} must be >= 1, got {getattr(args, name)}")
+    if not (args.lr > 0 and math.isfinite(args.lr)):
+        raise ValueError(f"--lr must be a finite number > 0, got {args.lr}")
+    if not 0.0 <= args.dropout < 1.0:
+        raise ValueError(f"--dropout must be in [0, 1), got {args.dropout}")
+    if args.sample < 0:
+        raise ValueError(f"--sample must be >= 0, got {args.sample}")
+    if not (args.temperature > 0 and math.isfinite(args.temperature)):
+        raise ValueError(f"--temperature must be a finite number > 0, got {args.temperature}")
+    if args.top_k is not None and args.top_k < 1:
+        raise ValueError(f"--top-k must be >= 1, got {args.top_k}")
+    if args.min_count is not None and args.min_count < 1:
+        raise ValueError(f"--min-count must be >= 1, got {args.min_count}")
+    if args.seed < 0:
+        raise ValueError(f"--seed must be >= 0, got {args.seed}")
+
+
+def run(args):
+    """The CLI's work; raises ValueError on bad input."""
+    _check_args(args)
+    t0 = time.perf_counter()
+    text, note = _read_text(args)
+    print(note, flush=True)
+    kind = "word" if args.word else "char"
+    min_count = args.min_count if args.min_count is not None else (2 if args.word else 1)
+    log = lambda line: print(line, flush=True)  # noqa: E731
+    model, tok, hist = train_lm(
+        text, tokenizer=kind, context=args.context, embed=args.embed, hidden=args.hidden,
+        epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, seed=args.seed,
+        dropout=args.dropout, min_count=min_count, progress=not args.no_progress, log=log)
+    val_ppl, uni = hist["val_ppl"][-1], hist["unigram_ppl"]
+    print(f"validation perplexity {val_ppl:.2f} vs unigram baseline {uni:.2f} "
+          f"({uni / val_ppl:.1f}x better); trained in {time.perf_counter() - t0:.1f}s", flush=True)
+    if not args.no_save:
+        try:
+            mpath, vpath = save_lm(args.save, model, tok)
+        except ImportError:
+            print("warning: model not saved (fastnn.io is not available)", file=sys.stderr)
+        except OSError as e:
+            raise ValueError(f"cannot save the model to {args.save!r}: {e.strerror or e}") from None
+        else:
+            print(f"saved the model to {mpath} and its vocabulary to {vpath}", flush=True)
+    if args.sample:
+        sample = sample_text(model, tok, args.prompt, args.sample, temperature=args.temperature,
+                             top_k=args.top_k, seed=args.seed)
+        sep = " " if args.word and args.prompt else ""
+        k = f", top-k {args.top_k}" if args.top_k else ""
+        print(f"\n--- sample ({args.sample} {'words' if args.word else 'characters'}, "
+              f"temperature {args.temperature}{k}) ---")
+        print(args.prompt + sep + sample)
+    return 0
+
+
+def main(args=None):
+    """Entry point of ``python -m fastnn lm``: ``args`` is the parsed namespace
+    (or an argv list / None to parse here).  Bad input prints ``error: ...``
+    and returns 2, without a traceback."""
+    if args is None or isinstance(args, (list, tuple)):
+        parser = add_arguments(argparse.ArgumentParser(prog="python -m fastnn lm",
+                                                       description=__doc__.split("\n")[0]))
+        args = parser.parse_args(args)
+    try:
+        return run(args)
+    except ValueError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
