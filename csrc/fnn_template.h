@@ -277,17 +277,6 @@ FNN_CLONES static double S(mse_range)(int64_t lo, int64_t hi, const T *y, const 
     return s;
 }
 
-double S(fnn_mse)(int64_t N, const T *y, const T *t, T *grad, const T *w, int64_t k)
-{
-    double part[FNN_NCHUNK];
-    int64_t cs = (N + FNN_NCHUNK - 1) / FNN_NCHUNK;
-    T sc = (T)(2.0 / (double)N);
-    FNN_PAR_FOR(fnn_threads_for((double)N * 4), c, FNN_NCHUNK, {
-        int64_t lo = c * cs, hi = lo + cs < N ? lo + cs : N;
-        part[c] = lo < hi ? S(mse_range)(lo, hi, y, t, grad, sc, w, k) : 0;
-    });
-    return fnn_sum_parts(part) / (double)N;
-}
 
 FNN_CLONES static double S(bce_range)(int64_t lo, int64_t hi, const T *p, const T *t, T *g, T sc,
                                       const T *w, int64_t k)
@@ -307,17 +296,6 @@ FNN_CLONES static double S(bce_range)(int64_t lo, int64_t hi, const T *p, const 
     return s;
 }
 
-double S(fnn_bce)(int64_t N, const T *p, const T *t, T *grad, const T *w, int64_t k)
-{
-    double part[FNN_NCHUNK];
-    int64_t cs = (N + FNN_NCHUNK - 1) / FNN_NCHUNK;
-    T sc = (T)(1.0 / (double)N);
-    FNN_PAR_FOR(fnn_threads_for((double)N * 16), c, FNN_NCHUNK, {
-        int64_t lo = c * cs, hi = lo + cs < N ? lo + cs : N;
-        part[c] = lo < hi ? S(bce_range)(lo, hi, p, t, grad, sc, w, k) : 0;
-    });
-    return fnn_sum_parts(part) / (double)N;
-}
 
 FNN_CLONES static double S(bcel_range)(int64_t lo, int64_t hi, const T *z, const T *t, T *g, T sc,
                                        const T *w, int64_t k)
@@ -332,16 +310,37 @@ FNN_CLONES static double S(bcel_range)(int64_t lo, int64_t hi, const T *z, const
     return s;
 }
 
-double S(fnn_bce_logits)(int64_t N, const T *z, const T *t, T *grad, const T *w, int64_t k)
+
+/* The pointwise losses share one driver: fixed chunks, partial sums in order. */
+static double S(pointwise_loss)(int kind, int64_t N, const T *y, const T *t, T *grad, const T *w,
+                                int64_t k)
 {
     double part[FNN_NCHUNK];
     int64_t cs = (N + FNN_NCHUNK - 1) / FNN_NCHUNK;
-    T sc = (T)(1.0 / (double)N);
-    FNN_PAR_FOR(fnn_threads_for((double)N * 16), c, FNN_NCHUNK, {
+    T sc = (T)((kind == FNN_LOSS_MSE ? 2.0 : 1.0) / (double)N);
+    FNN_PAR_FOR(fnn_threads_for((double)N * (kind == FNN_LOSS_MSE ? 4 : 16)), c, FNN_NCHUNK, {
         int64_t lo = c * cs, hi = lo + cs < N ? lo + cs : N;
-        part[c] = lo < hi ? S(bcel_range)(lo, hi, z, t, grad, sc, w, k) : 0;
+        part[c] = lo >= hi ? 0
+                : kind == FNN_LOSS_MSE ? S(mse_range)(lo, hi, y, t, grad, sc, w, k)
+                : kind == FNN_LOSS_BCE ? S(bce_range)(lo, hi, y, t, grad, sc, w, k)
+                                       : S(bcel_range)(lo, hi, y, t, grad, sc, w, k);
     });
     return fnn_sum_parts(part) / (double)N;
+}
+
+double S(fnn_mse)(int64_t N, const T *y, const T *t, T *grad, const T *w, int64_t k)
+{
+    return S(pointwise_loss)(FNN_LOSS_MSE, N, y, t, grad, w, k);
+}
+
+double S(fnn_bce)(int64_t N, const T *p, const T *t, T *grad, const T *w, int64_t k)
+{
+    return S(pointwise_loss)(FNN_LOSS_BCE, N, p, t, grad, w, k);
+}
+
+double S(fnn_bce_logits)(int64_t N, const T *z, const T *t, T *grad, const T *w, int64_t k)
+{
+    return S(pointwise_loss)(FNN_LOSS_BCE_LOGITS, N, z, t, grad, w, k);
 }
 
 /* Rows [r0, r1) of softmax cross-entropy against q = (1-eps) target + eps/C, where

@@ -189,52 +189,47 @@ cdef inline floating *_row_weights(floating[::1] weight, Py_ssize_t n, Py_ssize_
     return &weight[0]
 
 
-def mse(floating[::1] y, floating[::1] t, floating[::1] grad, floating[::1] weight=None,
-        Py_ssize_t k=1):
-    """Mean squared error; grad (may be None) gets d(mean)/dy."""
+cdef double _pointwise(int kind, floating[::1] y, floating[::1] t, floating[::1] grad,
+                       floating[::1] weight, Py_ssize_t k) except? -1:
     cdef Py_ssize_t n = y.shape[0]
-    _need(n > 0 and t.shape[0] == n and (grad is None or grad.shape[0] == n), "mse: shapes")
+    _need(n > 0 and t.shape[0] == n and (grad is None or grad.shape[0] == n), "loss: shapes")
     cdef floating *pg = &grad[0] if grad is not None else NULL
     cdef floating *pw = _row_weights(weight, n, k)
     cdef double r
     with nogil:
         if floating is float:
-            r = fnn_mse_f32(n, &y[0], &t[0], pg, pw, k)
+            if kind == FNN_LOSS_MSE:
+                r = fnn_mse_f32(n, &y[0], &t[0], pg, pw, k)
+            elif kind == FNN_LOSS_BCE:
+                r = fnn_bce_f32(n, &y[0], &t[0], pg, pw, k)
+            else:
+                r = fnn_bce_logits_f32(n, &y[0], &t[0], pg, pw, k)
         else:
-            r = fnn_mse_f64(n, &y[0], &t[0], pg, pw, k)
+            if kind == FNN_LOSS_MSE:
+                r = fnn_mse_f64(n, &y[0], &t[0], pg, pw, k)
+            elif kind == FNN_LOSS_BCE:
+                r = fnn_bce_f64(n, &y[0], &t[0], pg, pw, k)
+            else:
+                r = fnn_bce_logits_f64(n, &y[0], &t[0], pg, pw, k)
     return r
+
+
+def mse(floating[::1] y, floating[::1] t, floating[::1] grad, floating[::1] weight=None,
+        Py_ssize_t k=1):
+    """Mean squared error; grad (may be None) gets d(mean)/dy."""
+    return _pointwise(FNN_LOSS_MSE, y, t, grad, weight, k)
 
 
 def bce(floating[::1] p, floating[::1] t, floating[::1] grad, floating[::1] weight=None,
         Py_ssize_t k=1):
     """Binary cross-entropy on probabilities, log clamped at -100 like PyTorch."""
-    cdef Py_ssize_t n = p.shape[0]
-    _need(n > 0 and t.shape[0] == n and (grad is None or grad.shape[0] == n), "bce: shapes")
-    cdef floating *pg = &grad[0] if grad is not None else NULL
-    cdef floating *pw = _row_weights(weight, n, k)
-    cdef double r
-    with nogil:
-        if floating is float:
-            r = fnn_bce_f32(n, &p[0], &t[0], pg, pw, k)
-        else:
-            r = fnn_bce_f64(n, &p[0], &t[0], pg, pw, k)
-    return r
+    return _pointwise(FNN_LOSS_BCE, p, t, grad, weight, k)
 
 
 def bce_logits(floating[::1] z, floating[::1] t, floating[::1] grad, floating[::1] weight=None,
                Py_ssize_t k=1):
     """Binary cross-entropy on logits; grad = (sigmoid(z) - t) / n."""
-    cdef Py_ssize_t n = z.shape[0]
-    _need(n > 0 and t.shape[0] == n and (grad is None or grad.shape[0] == n), "bce_logits: shapes")
-    cdef floating *pg = &grad[0] if grad is not None else NULL
-    cdef floating *pw = _row_weights(weight, n, k)
-    cdef double r
-    with nogil:
-        if floating is float:
-            r = fnn_bce_logits_f32(n, &z[0], &t[0], pg, pw, k)
-        else:
-            r = fnn_bce_logits_f64(n, &z[0], &t[0], pg, pw, k)
-    return r
+    return _pointwise(FNN_LOSS_BCE_LOGITS, z, t, grad, weight, k)
 
 
 def cross_entropy_labels(floating[:, ::1] z, const int64_t[::1] labels, double smoothing,
