@@ -49,7 +49,7 @@ void FNN_S(fnn_layernorm_backward)(int n, int d, const FNN_T *x, const FNN_T *ga
                                    const FNN_T *mean, const FNN_T *rstd, const FNN_T *gy,
                                    FNN_T *gx, FNN_T *ggamma, FNN_T *gbeta, int accumulate);
 /* Inverted dropout with a counter-based RNG: the mask depends on (seed, index) only. */
-void FNN_S(fnn_dropout_forward)(int64_t n, const FNN_T *x, FNN_T *y, FNN_T *mask, FNN_T p,
+void FNN_S(fnn_dropout_forward)(int64_t n, const FNN_T *x, FNN_T *y, FNN_T *mask, double p,
                                 uint64_t seed);
 void FNN_S(fnn_embedding_forward)(int64_t n, int dim, const int64_t *idx, const FNN_T *W,
                                   FNN_T *out);

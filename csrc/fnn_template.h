@@ -130,18 +130,18 @@ static void S(linear_fwd_block)(int r0, int r1, int c0, int c1, int in, int out,
 void S(fnn_linear_forward)(int n, int in, int out, const T *X, int ldx, const T *W, const T *b,
                            int act, T slope, T *Z, T *Y)
 {
-    int nt = fnn_threads_for((double)n * in * out);
+    int parts = fnn_gemm_parts((double)n * in * out), nt = fnn_parts_threads(parts);
     /* Split the larger output side: at small batch, splitting features lets each
      * thread pack only its share of W. */
     if (n >= out) {
-        int cs = (int)fnn_chunk(n, nt);
-        FNN_PAR_FOR(nt, t, nt, {
+        int cs = (int)fnn_chunk(n, parts);
+        FNN_PAR_FOR(nt, t, parts, {
             int r0 = (int)t * cs, r1 = r0 + cs < n ? r0 + cs : n;
             S(linear_fwd_block)(r0, r1, 0, out, in, out, X, ldx, W, b, act, slope, Z, Y);
         });
     } else {
-        int cs = (int)fnn_chunk_aligned(out, nt);
-        FNN_PAR_FOR(nt, t, nt, {
+        int cs = (int)fnn_chunk_aligned(out, parts);
+        FNN_PAR_FOR(nt, t, parts, {
             int c0 = (int)t * cs, c1 = c0 + cs < out ? c0 + cs : out;
             S(linear_fwd_block)(0, n, c0, c1, in, out, X, ldx, W, b, act, slope, Z, Y);
         });
@@ -169,7 +169,7 @@ void S(fnn_linear_backward)(int n, int in, int out, const T *X, int ldx, const T
                             T slope, const T *Z, const T *Y, const T *dY, T *dZ, T *dX, T *dW,
                             T *db, int accumulate)
 {
-    int nt = fnn_threads_for((double)n * in * out);
+    int parts = fnn_gemm_parts((double)n * in * out), nt = fnn_parts_threads(parts);
     if (db || act != FNN_ACT_NONE || dZ != dY) {
         int ntc = fnn_threads_for((double)n * out * 8);
         int cs = (int)fnn_chunk_aligned(out, ntc);
@@ -181,13 +181,13 @@ void S(fnn_linear_backward)(int n, int in, int out, const T *X, int ldx, const T
         dZ = (T *)dY;
     }
     T beta = accumulate ? 1 : 0;
-    /* Each thread takes one block of dW and one of dX; neither splits the
-     * reduction dimension, so sums keep one order whatever the thread count. */
+    /* Each part is one block of dW and one of dX; neither splits the reduction
+     * dimension, and the parts do not depend on the thread count. */
     int wrows = out >= in;
-    int wcs = (int)(wrows ? fnn_chunk(out, nt) : fnn_chunk_aligned(in, nt));
+    int wcs = (int)(wrows ? fnn_chunk(out, parts) : fnn_chunk_aligned(in, parts));
     int xrows = n >= in;
-    int xcs = (int)(xrows ? fnn_chunk(n, nt) : fnn_chunk_aligned(in, nt));
-    FNN_PAR_FOR(nt, t, nt, {
+    int xcs = (int)(xrows ? fnn_chunk(n, parts) : fnn_chunk_aligned(in, parts));
+    FNN_PAR_FOR(nt, t, parts, {
         int lo = (int)t * wcs, hi;
         if (wrows) {
             hi = lo + wcs < out ? lo + wcs : out;
@@ -637,11 +637,11 @@ void S(fnn_layernorm_backward)(int n, int d, const T *x, const T *gamma, const T
 }
 
 /* ------------------------------------------------------------- dropout */
-void S(fnn_dropout_forward)(int64_t n, const T *x, T *y, T *mask, T p, uint64_t seed)
+void S(fnn_dropout_forward)(int64_t n, const T *x, T *y, T *mask, double p, uint64_t seed)
 {
-    T keep = p < 1 ? (T)1 / ((T)1 - p) : 0;
+    T keep = p < 1 ? (T)(1.0 / (1.0 - p)) : 0;  /* in double, like torch's scale */
     /* keep element i when its 53-bit uniform is >= p */
-    uint64_t thresh = (uint64_t)((double)p * 9007199254740992.0);
+    uint64_t thresh = (uint64_t)(p * 9007199254740992.0);
     int nt = fnn_threads_for((double)n * 2);
     int64_t cs = fnn_chunk(n, nt);
     FNN_PAR_FOR(nt, c, nt, {

@@ -58,12 +58,43 @@ int fnn_labels_in_range(int64_t n, const int64_t *labels, int64_t C)
 
 /* Below this much work (in rough flops) a fork-join costs more than it saves. */
 #define FNN_PAR_MIN 131072.0
+/* A GEMM multiply-add is cheaper than the elementwise "flop" above: split GEMMs
+ * only from ~0.5M multiply-adds (~10 us on one core). */
+#define FNN_GEMM_PER_FLOP 4.0
 static inline int fnn_threads_for(double work)
 {
 #ifdef _OPENMP
     return work < FNN_PAR_MIN ? 1 : fnn_threads;
 #else
     (void)work;
+    return 1;
+#endif
+}
+
+/* GEMMs are cut into blocks that depend on the problem size and the machine only,
+ * never on the thread count: BLAS rounds a block differently depending on its
+ * shape (small-matrix paths, edge kernels), so a split that followed the thread
+ * count would make results depend on it. Threads then share the blocks. */
+static int fnn_split = 0;
+static inline int fnn_gemm_parts(double macs)
+{
+    if (macs / FNN_GEMM_PER_FLOP < FNN_PAR_MIN) return 1;
+    if (!fnn_split) {
+#ifdef _OPENMP
+        int p = omp_get_num_procs();
+        fnn_split = p < 1 ? 1 : p > 8 ? 8 : p;
+#else
+        fnn_split = 1;
+#endif
+    }
+    return fnn_split;
+}
+static inline int fnn_parts_threads(int parts)
+{
+#ifdef _OPENMP
+    return parts < fnn_threads ? parts : fnn_threads;
+#else
+    (void)parts;
     return 1;
 #endif
 }

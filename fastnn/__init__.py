@@ -26,3 +26,14 @@ __all__ = [
     "Callback", "History", "EarlyStopping", "ModelCheckpoint",
     "Trainer",
 ]
+
+from . import text
+from .text import perplexity
+
+__all__ += ["text", "perplexity"]
+
+from . import datasets
+from .io import load, save
+from .perceptron import ConvergenceWarning, Perceptron
+
+__all__ += ["datasets", "save", "load", "Perceptron", "ConvergenceWarning"]

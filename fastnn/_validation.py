@@ -40,9 +40,9 @@ def as_index_array(x, name, high):
             raise TypeError(f"{name} must be integers, got dtype {arr.dtype} "
                             "(cast with .astype(int) if these are labels)")
         raise TypeError(f"{name} must be integers, got dtype {arr.dtype}")
-    arr = np.ascontiguousarray(arr, dtype=np.int64)
+    arr = np.require(arr, np.int64, "C")  # keeps a 0-d scalar 0-d, so callers can reject it
     if arr.size and not _ops.labels_in_range(arr.reshape(-1), high):
-        bad = arr[(arr < 0) | (arr >= high)].reshape(-1)[0]
+        bad = np.asarray(x).reshape(-1)[((arr < 0) | (arr >= high)).reshape(-1)][0]  # uint64 wraps
         raise ValueError(f"{name} must be in [0, {high}), got {bad}")
     return arr
 

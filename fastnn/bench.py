@@ -84,8 +84,10 @@ TARGETS = [
 
 # Timing budgets: warm-up (seconds, min steps), then `repeats` timed runs of
 # about `repeat_s` seconds each per process, in `rounds` interleaved rounds.
-FULL = {"rounds": 3, "repeats": 3, "repeat_s": 0.25, "warmup_s": 0.3, "warmup_steps": 10}
-QUICK = {"rounds": 1, "repeats": 2, "repeat_s": 0.06, "warmup_s": 0.08, "warmup_steps": 5}
+FULL = {"rounds": 9, "repeats": 3, "repeat_s": 0.2, "warmup_s": 0.3, "warmup_steps": 10,
+        "rewarm_s": 0.02, "settle_s": 0.1, "cap_s": 2.0}
+QUICK = {"rounds": 3, "repeats": 2, "repeat_s": 0.04, "warmup_s": 0.05, "warmup_steps": 3,
+         "rewarm_s": 0.005, "settle_s": 0.03, "cap_s": 0.4}
 
 
 # ---------------------------------------------------------------- shared setup
@@ -128,33 +130,58 @@ def make_data(cfg, seed=SEED):
 
 
 # ---------------------------------------------------------------- timing
-def _measure(step, batch, spec):
-    """Warm up, calibrate steps per repeat, then time `repeats` runs.
-    `step(i)` runs step i (cycling through the batches)."""
+def _warm(step, steps, seconds, start=0):
+    """Run at least `steps` steps and at least `seconds`; returns the next index."""
     t0 = time.perf_counter()
-    i = 0
-    while i < spec["warmup_steps"] or time.perf_counter() - t0 < spec["warmup_s"]:
+    i = start
+    while i < start + steps or time.perf_counter() - t0 < seconds:
         step(i)
         i += 1
-    # calibrate on a few more warm steps
-    n_cal = max(3, i // 4)
-    t1 = time.perf_counter()
-    for j in range(n_cal):
-        step(i + j)
-    per_step = (time.perf_counter() - t1) / n_cal
-    steps = max(3, int(math.ceil(spec["repeat_s"] / max(per_step, 1e-7))))
-    rates = []
-    for _ in range(spec["repeats"]):
-        t1 = time.perf_counter()
-        for j in range(steps):
-            step(j)
-        dt = time.perf_counter() - t1
-        rates.append(steps * batch / dt)
-    return steps, rates
+    return i
 
 
-def _first_losses(step_with_loss, k):
-    return [float(step_with_loss(i)) for i in range(k)]
+def _calibrate(step, repeat_s, start):
+    """Steps per timed repeat, so that one repeat lasts about repeat_s."""
+    t0 = time.perf_counter()
+    n = 0
+    while n < 3 or time.perf_counter() - t0 < 0.1 * repeat_s:
+        step(start + n)
+        n += 1
+    per_step = (time.perf_counter() - t0) / n
+    return max(3, int(math.ceil(repeat_s / max(per_step, 1e-7))))
+
+
+def _timed(step, steps, batch, cap_s):
+    """samples/s over `steps` steps (fewer if the run exceeds cap_s seconds)."""
+    t0 = time.perf_counter()
+    done = steps
+    for j in range(steps):
+        step(j)
+        if time.perf_counter() - t0 > cap_s:
+            done = j + 1
+            break
+    return done * batch / (time.perf_counter() - t0)
+
+
+class _Cell:
+    """One (configuration, implementation) in a worker: built, warmed up and
+    calibrated on creation; each turn() re-warms briefly and times one repeat."""
+
+    def __init__(self, cfg, impl, threads, budget, seed=SEED, losses=0):
+        params = make_params(cfg, seed)
+        data = make_data(cfg, seed)
+        self.batch = cfg["batch"]
+        self.step, step_loss = IMPL_BUILDERS[impl](cfg, params, data, threads)
+        self.method = getattr(self.step, "method", None)
+        self.losses = None
+        if losses and step_loss is not None:
+            self.losses = [float(step_loss(i)) for i in range(losses)]
+        i = _warm(self.step, budget["warmup_steps"], budget["warmup_s"], start=losses)
+        self.steps = _calibrate(self.step, budget["repeat_s"], i)
+
+    def turn(self, budget):
+        _warm(self.step, 2, budget["rewarm_s"])  # caches and thread pools, after others ran
+        return _timed(self.step, self.steps, self.batch, budget["cap_s"])
 
 
 # ---------------------------------------------------------------- implementations
@@ -269,9 +296,22 @@ def _fastnn_impl(cfg, params, data, threads):
     nb = len(data)
     if cfg["mode"] == "infer":
         model.eval()
+        predict = model.predict
 
-        def step(i):
+        def call(i):
             model(xs[i % nb])
+
+        def pred(i):
+            predict(xs[i % nb])
+        # the faster of the two public inference calls (alternating trials)
+        best = {call: [], pred: []}
+        for _ in range(3):
+            for f in best:
+                t0 = time.perf_counter()
+                n = _warm(f, 5, 0.02)
+                best[f].append((time.perf_counter() - t0) / n)
+        step = min(best, key=lambda f: min(best[f]))
+        step.method = "model(x)" if step is call else "model.predict(x)"
         return step, None
     loss = fn.CrossEntropyLoss() if cfg["loss"] == "ce" else fn.BCEWithLogitsLoss()
     if cfg["opt"] == "adam":
@@ -284,6 +324,7 @@ def _fastnn_impl(cfg, params, data, threads):
     def train_step(i):
         k = i % nb
         return tstep(xs[k], ys[k])
+    train_step.method = "Trainer.step(x, y)"
     return train_step, train_step
 
 
@@ -313,11 +354,11 @@ def _torch_impl(cfg, params, data, threads, fused=False):
         if fused:
             raise _Skip("no fused variant for inference")
         model.eval()
-        ctx = torch.inference_mode()
-        ctx.__enter__()  # held for the whole (single-purpose) process
+        inference_mode = torch.inference_mode
 
         def step(i):
-            model(xs[i % nb])
+            with inference_mode():
+                model(xs[i % nb])
         return step, None
     loss_fn = nn.CrossEntropyLoss() if cfg["loss"] == "ce" else nn.BCEWithLogitsLoss()
     kw = {"fused": True} if fused else {"foreach": False}
@@ -376,29 +417,40 @@ def count_gemms(cfg):
     return L + L + (L if cfg.get("embed") else L - 1)
 
 
+IMPL_BUILDERS = {
+    "numpy": _numpy_impl,
+    "fastnn": _fastnn_impl,
+    "torch": _torch_impl,
+    "torch_fused": lambda *a: _torch_impl(*a, fused=True),
+    "gemm": _gemm_impl,
+}
+
+
+def _budget(spec):
+    b = dict(FULL)
+    b.update({k: spec[k] for k in FULL if k in spec})
+    return b
+
+
 def run_worker(spec):
-    """Build, warm up and time one implementation; returns a JSON-able dict."""
+    """One-shot: build, warm up and time one implementation in this process;
+    returns a JSON-able dict (spec: config, impl, threads, and optionally
+    seed, losses = how many first-step losses to record, repeats, budget keys)."""
     cfg, impl, threads = spec["config"], spec["impl"], int(spec["threads"])
+    if isinstance(cfg, str):
+        cfg = CONFIG_BY_NAME[cfg]
     result = {"impl": impl, "config": cfg["name"], "threads": threads, "ok": False}
     try:
-        params = make_params(cfg, spec.get("seed", SEED))
-        data = make_data(cfg, spec.get("seed", SEED))
-        if impl == "numpy":
-            step, step_loss = _numpy_impl(cfg, params, data, threads)
-        elif impl == "fastnn":
-            step, step_loss = _fastnn_impl(cfg, params, data, threads)
-        elif impl in ("torch", "torch_fused"):
-            step, step_loss = _torch_impl(cfg, params, data, threads, fused=impl == "torch_fused")
-        elif impl == "gemm":
-            step, step_loss = _gemm_impl(cfg, params, data, threads)
-        else:
+        if impl not in IMPL_BUILDERS:
             raise ValueError(f"unknown implementation {impl!r}")
-        k = int(spec.get("losses", 0))
-        if k and step_loss is not None:
-            result["losses"] = _first_losses(step_loss, k)
-        if spec.get("repeats", 0) > 0:
-            steps, rates = _measure(step, cfg["batch"], spec)
-            result.update(steps=steps, rates=rates, median=statistics.median(rates))
+        budget = _budget(spec)
+        cell = _Cell(cfg, impl, threads, budget, spec.get("seed", SEED), int(spec.get("losses", 0)))
+        if cell.losses is not None:
+            result["losses"] = cell.losses
+        result["method"] = cell.method
+        rates = [cell.turn(budget) for _ in range(int(spec.get("repeats", budget["repeats"])))]
+        if rates:
+            result.update(steps=cell.steps, rates=rates, median=statistics.median(rates))
         result["blas_threads"] = _blas_threads()
         result["ok"] = True
     except _Skip as e:
@@ -406,6 +458,58 @@ def run_worker(spec):
     except Exception:  # reported, not raised: the parent prints it
         result["error"] = traceback.format_exc(limit=8)
     return result
+
+
+def _serve(impl, threads):
+    """Persistent worker: one process per (implementation, thread count).
+    Reads one JSON request per line on stdin ({"config": ..., "budget": ...,
+    "losses": k}) and answers one JSON line: the rate of one timed repeat."""
+    proto = sys.stdout
+    sys.stdout = sys.stderr  # anything a library prints stays off the protocol
+    versions = {"numpy": __import__("numpy").__version__}
+    try:
+        if impl == "fastnn":
+            import fastnn
+            versions["fastnn"] = fastnn.__version__
+        elif impl.startswith("torch"):
+            import torch
+            versions["torch"] = torch.__version__
+        ready = {"ready": True, "pid": os.getpid(), "versions": versions}
+    except Exception as e:  # e.g. torch not importable
+        ready = {"ready": False, "error": f"{type(e).__name__}: {e}"}
+    proto.write(json.dumps(ready) + "\n")
+    proto.flush()
+    cells, broken = {}, {}
+    for line in sys.stdin:
+        req = json.loads(line)
+        if req.get("cmd") == "quit":
+            break
+        cfg, budget = req["config"], req["budget"]
+        name = cfg["name"]
+        out = {"ok": False}
+        try:
+            if name in broken:
+                out.update(broken[name])
+            else:
+                first = name not in cells
+                if first:
+                    cells[name] = _Cell(cfg, impl, threads, budget, req.get("seed", SEED),
+                                        int(req.get("losses", 0)))
+                cell = cells[name]
+                out.update(ok=True, rate=cell.turn(budget), steps=cell.steps)
+                if first:
+                    out["losses"] = cell.losses
+                    out["method"] = cell.method
+                    out["blas_threads"] = _blas_threads()
+        except _Skip as e:
+            broken[name] = {"skipped": str(e)}
+            out.update(broken[name])
+        except Exception:
+            broken[name] = {"error": traceback.format_exc(limit=8)}
+            out.update(broken[name])
+        proto.write(json.dumps(out) + "\n")
+        proto.flush()
+    return 0
 
 
 def _blas_threads():
@@ -428,24 +532,113 @@ def _thread_env(threads):
     for var in THREAD_ENV:
         env[var] = str(threads)
     # the fastnn worker needs the package even when it is not installed
-    root = os.path.dirname(_HERE)
-    env["FASTNN_BENCH_ROOT"] = root
+    env["FASTNN_BENCH_ROOT"] = os.path.dirname(_HERE)
     return env
 
 
+def _worker_cmd(*args):
+    return [sys.executable, os.path.abspath(__file__), *args]
+
+
 def launch(spec, timeout=300):
-    """Run one worker in a fresh process; returns its result dict."""
-    cmd = [sys.executable, os.path.abspath(__file__), "--worker", json.dumps(spec)]
+    """One-shot worker in a fresh process (``--worker SPEC``); returns its result dict."""
     try:
-        proc = subprocess.run(cmd, env=_thread_env(spec["threads"]), capture_output=True,
-                              text=True, timeout=timeout)
+        proc = subprocess.run(_worker_cmd("--worker", json.dumps(spec)),
+                              env=_thread_env(spec["threads"]), capture_output=True, text=True,
+                              timeout=timeout)
     except subprocess.TimeoutExpired:
         return {"ok": False, "error": f"timed out after {timeout} s"}
     lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("{")]
-    if proc.returncode != 0 or not lines:
+    if not lines:
         return {"ok": False, "error": f"worker exited with {proc.returncode}: "
                                       f"{(proc.stderr or proc.stdout)[-2000:]}"}
     return json.loads(lines[-1])
+
+
+class _Worker:
+    """A persistent ``--serve`` process for one (implementation, threads)."""
+
+    def __init__(self, impl, threads):
+        import queue
+        import tempfile
+        import threading
+        self.impl, self.threads = impl, threads
+        self.stderr = tempfile.TemporaryFile(mode="w+")
+        self.proc = subprocess.Popen(_worker_cmd("--serve", impl, str(threads)),
+                                     env=_thread_env(threads), stdin=subprocess.PIPE,
+                                     stdout=subprocess.PIPE, stderr=self.stderr, text=True,
+                                     bufsize=1)
+        self.lines = queue.Queue()
+        threading.Thread(target=self._pump, daemon=True).start()
+        self.info = None
+        self.dead = None
+
+    def _pump(self):
+        for line in self.proc.stdout:
+            self.lines.put(line)
+        self.lines.put(None)
+
+    def _read(self, timeout):
+        import queue
+        hung = False
+        try:
+            line = self.lines.get(timeout=timeout)
+        except queue.Empty:
+            line, hung = None, True
+        if line is None:
+            self.stderr.seek(0)
+            tail = self.stderr.read()[-2000:]
+            what = f"hung (no answer in {timeout} s)" if hung else "died"
+            self.dead = f"worker {self.impl} {self.threads}T {what}: {tail}"
+            if hung:
+                self.close(kill=True)
+            return {"ok": False, "error": self.dead}
+        return json.loads(line)
+
+    def wait_ready(self, timeout=300):
+        self.info = self._read(timeout)
+        if not self.info.get("ready"):
+            self.dead = self.info.get("error", "worker failed to start")
+        return self.info
+
+    def request(self, msg, timeout=300):
+        if self.dead:
+            return {"ok": False, "error": self.dead}
+        try:
+            self.proc.stdin.write(json.dumps(msg) + "\n")
+            self.proc.stdin.flush()
+        except OSError as e:
+            self.dead = f"worker {self.impl} {self.threads}T: {e}"
+            return {"ok": False, "error": self.dead}
+        return self._read(timeout)
+
+    def quit(self):
+        """Ask the worker to exit (without waiting for it)."""
+        if self.proc.poll() is None and not self.proc.stdin.closed:
+            try:
+                self.proc.stdin.write(json.dumps({"cmd": "quit"}) + "\n")
+                self.proc.stdin.close()
+            except OSError:
+                pass
+
+    def close(self, kill=False):
+        if not kill:
+            self.quit()
+            try:
+                self.proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                pass
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+        self.stderr.close()
+
+
+def close_all(workers):
+    for w in workers:
+        w.quit()
+    for w in workers:
+        w.close()
 
 
 def machine_info():
@@ -472,12 +665,6 @@ def machine_info():
     import fastnn
     info["numpy"] = numpy.__version__
     info["fastnn_info"] = fastnn.info(file=io.StringIO())
-    try:
-        info["torch"] = subprocess.run(
-            [sys.executable, "-c", "import torch; print(torch.__version__)"],
-            capture_output=True, text=True, timeout=120).stdout.strip() or None
-    except (OSError, subprocess.TimeoutExpired):
-        info["torch"] = None
     return info
 
 
@@ -492,39 +679,82 @@ def _impls_for(cfg, with_torch):
 
 
 def run_all(thread_counts, quick=False, configs=None, log=sys.stderr, with_torch=None):
-    """Measure every configuration; returns the results structure (see JSON)."""
-    budget = QUICK if quick else FULL
+    """Measure every configuration; returns the results structure (see JSON).
+
+    One persistent worker process per (implementation, thread count), all
+    started before any timing. They take turns: for each round, configuration
+    and thread count, every implementation times one repeat, in an order
+    rotated from round to round, with a short pause between turns so that no
+    idle thread pool is still spinning. Medians are over the rounds."""
+    budget = dict(QUICK if quick else FULL)
     configs = configs or CONFIGS
     with_torch = torch_available() if with_torch is None else with_torch
-    samples = {}  # (config, threads, impl) -> list of rates
-    errors = {}
-    skipped = {}
-    for rnd in range(budget["rounds"]):
-        for cfg in configs:
-            for threads in thread_counts:
-                impls = _impls_for(cfg, with_torch)
-                shift = rnd % len(impls)  # rotate the order from round to round
-                for impl in impls[shift:] + impls[:shift]:
-                    key = (cfg["name"], threads, impl)
-                    if key in skipped or key in errors:
-                        continue
-                    spec = {"config": cfg, "impl": impl, "threads": threads, "seed": SEED,
-                            **{k: budget[k] for k in ("repeats", "repeat_s", "warmup_s",
-                                                      "warmup_steps")}}
-                    res = launch(spec)
-                    if res.get("ok"):
-                        samples.setdefault(key, []).extend(res["rates"])
-                        msg = f"{statistics.median(res['rates']):12.1f} {cfg['unit']}/s"
-                    elif "skipped" in res:
-                        skipped[key] = res["skipped"]
-                        msg = "skipped: " + res["skipped"]
-                    else:
-                        errors[key] = res.get("error", "unknown error")
-                        msg = "ERROR: " + errors[key].strip().splitlines()[-1]
-                    if log:
-                        print(f"[round {rnd + 1}/{budget['rounds']}] {cfg['name']:<11} "
-                              f"{threads}T {IMPL_LABELS[impl]:<11} {msg}", file=log, flush=True)
-    return summarize(configs, thread_counts, samples, errors, skipped, budget)
+    impls_all = ["fastnn", "numpy"] + (["torch", "torch_fused"] if with_torch else []) + ["gemm"]
+    workers = {}
+    samples, errors, skipped, losses, methods, worker_info = {}, {}, {}, {}, {}, {}
+    try:
+        for threads in thread_counts:
+            for impl in impls_all:
+                workers[impl, threads] = _Worker(impl, threads)
+        for (impl, threads), w in workers.items():
+            info = w.wait_ready()
+            worker_info[f"{impl} {threads}T"] = info
+            if w.dead and log:
+                print(f"worker {impl} {threads}T unavailable: {w.dead}", file=log, flush=True)
+        for rnd in range(budget["rounds"]):
+            for cfg in configs:
+                for threads in thread_counts:
+                    impls = _impls_for(cfg, with_torch)
+                    shift = rnd % len(impls)  # rotate the order from round to round
+                    for impl in impls[shift:] + impls[:shift]:
+                        key = (cfg["name"], threads, impl)
+                        if key in skipped or key in errors:
+                            continue
+                        time.sleep(budget["settle_s"])
+                        res = workers[impl, threads].request(
+                            {"config": cfg, "budget": budget, "seed": SEED,
+                             "losses": 2 if cfg["mode"] == "train" else 0})
+                        if res.get("ok"):
+                            samples.setdefault(key, []).append(res["rate"])
+                            if res.get("losses"):
+                                losses[key] = res["losses"]
+                            if res.get("method"):
+                                methods[key] = res["method"]
+                            msg = f"{res['rate']:12.1f} {cfg['unit']}/s"
+                        elif "skipped" in res:
+                            skipped[key] = res["skipped"]
+                            msg = "skipped: " + res["skipped"]
+                        else:
+                            errors[key] = res.get("error", "unknown error")
+                            msg = "ERROR: " + (errors[key].strip().splitlines() or ["?"])[-1]
+                        if log:
+                            print(f"[round {rnd + 1}/{budget['rounds']}] {cfg['name']:<11} "
+                                  f"{threads}T {IMPL_LABELS[impl]:<11} {msg}", file=log, flush=True)
+    finally:
+        close_all(workers.values())
+    summary = summarize(configs, thread_counts, samples, errors, skipped, budget)
+    summary["loss_check"] = check_losses(losses)
+    for row in summary["rows"]:
+        row["methods"] = {impl: m for (name, thr, impl), m in methods.items()
+                          if name == row["config"] and thr == row["threads"]}
+    summary["workers"] = worker_info
+    return summary
+
+
+def check_losses(losses):
+    """Harness self-check: from the same weights and batch, every implementation
+    must report the same loss before and after one update (float32 tolerance)."""
+    out = []
+    by_cfg = {}
+    for (name, threads, impl), ls in losses.items():
+        by_cfg.setdefault((name, threads), {})[impl] = ls
+    for (name, threads), per in sorted(by_cfg.items()):
+        ref = per.get("numpy") or next(iter(per.values()))
+        worst = max(abs(a - b) / max(abs(b), 1e-12)
+                    for ls in per.values() for a, b in zip(ls, ref))
+        out.append({"config": name, "threads": threads, "losses": per, "max_rel_diff": worst,
+                    "agree": worst < 1e-4})
+    return out
 
 
 def _spread(rates):
@@ -578,7 +808,7 @@ def evaluate_targets(rows):
             if name != r["config"]:
                 continue
             if kind == "numpy":
-                value, ok, text = r["fastnn_over_numpy"], None, f"≥{thr:g}× numpy"
+                value, text = r["fastnn_over_numpy"], f"≥{thr:g}× numpy"
             elif kind == "torch":
                 value, text = r["fastnn_over_best_torch"], f"≥{thr:g}× torch"
             elif kind == "numpy_time":
@@ -649,6 +879,14 @@ def format_table(summary):
     out.append("rates are samples/s (tokens/s for lm), medians over all repeats; fn/torch is "
                "against the faster torch column; %floor = fastnn / (the step's GEMMs alone).")
     out.append(f"targets met: {len(met)}/{len(judged)}")
+    checks = summary.get("loss_check") or []
+    bad = [c for c in checks if not c["agree"]]
+    if checks:
+        worst = max(c["max_rel_diff"] for c in checks)
+        out.append("same-start check (loss before and after one update, all implementations): "
+                   + ("agree" if not bad else "DISAGREE in " + ", ".join(
+                       f"{c['config']} {c['threads']}T" for c in bad))
+                   + f" (max rel. diff {worst:.1e})")
     for r in summary["rows"]:
         for impl, err in r["errors"].items():
             out.append(f"error in {r['config']} {r['threads']}T {impl}: "
@@ -687,6 +925,9 @@ def main(args=None):
         info["loadavg_end"] = os.getloadavg()
     except OSError:
         pass
+    for w in summary.get("workers", {}).values():
+        for lib, version in (w.get("versions") or {}).items():
+            info.setdefault(lib, version)
     summary["machine"] = info
     summary["quick"] = quick
     summary["wall_time_s"] = time.time() - t0
@@ -719,20 +960,24 @@ def add_arguments(p):
                    help="comma-separated substrings of configuration names to run")
 
 
-def _worker_main(spec_text):
+def _worker_path():
     root = os.environ.get("FASTNN_BENCH_ROOT")
     if root and root not in sys.path:
         sys.path.append(root)  # after site-packages: an installed fastnn wins
-    spec = json.loads(spec_text)
-    if isinstance(spec.get("config"), str):
-        spec["config"] = CONFIG_BY_NAME[spec["config"]]
-    result = run_worker(spec)
+
+
+def _worker_main(spec_text):
+    _worker_path()
+    result = run_worker(json.loads(spec_text))
     sys.stdout.write(json.dumps(result) + "\n")
     sys.stdout.flush()
     return 0 if result.get("ok") or "skipped" in result else 1
 
 
 if __name__ == "__main__":
-    if len(sys.argv) >= 3 and sys.argv[1] == "--worker":
+    if len(sys.argv) == 3 and sys.argv[1] == "--worker":
         sys.exit(_worker_main(sys.argv[2]))
+    if len(sys.argv) == 4 and sys.argv[1] == "--serve":
+        _worker_path()
+        sys.exit(_serve(sys.argv[2], int(sys.argv[3])))
     sys.exit(main(sys.argv[1:]))

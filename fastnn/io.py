@@ -21,11 +21,11 @@ model, optimizer and scheduler exactly as they were.
 """
 import json
 import os
-import tempfile
 
 import numpy as np
 
 from . import _random
+from ._atomic import atomic_write
 from .activations import GELU, LeakyReLU, ReLU, Sigmoid, Softmax, Tanh
 from .layers import Dropout, Embedding, Flatten, LayerNorm, Linear
 from .module import Module, Sequential
@@ -211,49 +211,14 @@ def _library_version():
     return __version__
 
 
-def _umask():
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
 def save(path, model, optimizer=None, scheduler=None):
     """Write ``model`` (architecture + weights), and optionally the optimizer's
     and scheduler's state, to ``path`` atomically. The path is used as given
     (no ``.npz`` is appended)."""
-    path = os.fspath(path)
     _check_objects(model, optimizer, scheduler)
     arrays = _checkpoint_arrays(model, optimizer, scheduler)
-    directory = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", suffix=".tmp", dir=directory)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            np.savez(f, allow_pickle=False, **arrays)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp's 0600 is not what a user expects
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
-    _fsync_dir(directory)
-
-
-def _fsync_dir(directory):
-    """Make the rename itself durable (POSIX); best effort elsewhere."""
-    try:
-        fd = os.open(directory, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
+    with atomic_write(path) as f:
+        np.savez(f, allow_pickle=False, **arrays)
 
 
 # --------------------------------------------------------------------------- load
@@ -267,7 +232,12 @@ def _read(path):
             kind = "a single .npy array" if head[:1] == b"\x93" else "not a .npz archive"
             raise ValueError(f"{path!r} is not a fastnn checkpoint ({kind})")
         with np.load(path, allow_pickle=False) as f:
-            return {key: f[key] for key in f.files}
+            arrays = {key: f[key] for key in f.files}
+        for key, value in arrays.items():
+            if not isinstance(value, np.ndarray):   # a zip member that is not a .npy
+                raise ValueError(f"{path!r} is not a fastnn checkpoint "
+                                 f"(member {key!r} is not a NumPy array)")
+        return arrays
     except FileNotFoundError:
         raise
     except ValueError as exc:
@@ -378,12 +348,16 @@ def _stage_optimizer(arrays, model, optimizer, path):
     for index, entry in state.items():
         try:
             i = int(index)
+            if i < 0:
+                raise IndexError(i)
             p = params[i]
             step, buffers = entry["step"], entry["buffers"]
         except (ValueError, IndexError, TypeError, KeyError):
             raise ValueError(f"{path!r}: malformed optimizer state entry {index!r}") from None
         if isinstance(step, bool) or not isinstance(step, (int, float)) or step < 0:
             raise ValueError(f"{path!r}: optimizer state {index}: bad step {step!r}")
+        if not isinstance(buffers, list) or not all(isinstance(b, str) for b in buffers):
+            raise ValueError(f"{path!r}: malformed optimizer state entry {index!r}")
         staged = {"step": float(step)}
         for name in buffers:
             if name not in type(optimizer).state_names:
@@ -423,6 +397,39 @@ def _stage_rng(arrays, path):
     return state
 
 
+def _stage(path, arrays, model, optimizer, scheduler, restore_rng):
+    """Check the whole file against the objects and prepare what to write;
+    writes nothing (with model=None it builds and fills a new model)."""
+    _check_header(arrays, path)
+    arch = _parse_json(arrays, "architecture", path)
+    if not isinstance(arch, dict) or "dtype" not in arch or "model" not in arch:
+        raise ValueError(f"{path!r}: malformed architecture entry")
+    rng_state = _stage_rng(arrays, path) if restore_rng else None
+
+    if model is None:
+        gen = _random.generator()
+        before = gen.bit_generator.state
+        try:
+            model = _build(arch["model"], arch["dtype"])
+        except (ValueError, TypeError) as exc:
+            raise ValueError(f"{path!r}: cannot rebuild the model: {exc}") from None
+        finally:
+            gen.bit_generator.state = before   # rebuilding must not shift the user's stream
+        model.load_state_dict(_stage_model(arrays, model, path))
+        return model, rng_state
+
+    diff = _arch_diff(arch["model"], _describe(model))
+    if diff:
+        raise ValueError(f"{path!r}: architecture mismatch: {diff}")
+    if arch["dtype"] != str(np.dtype(model.dtype)):
+        raise ValueError(f"{path!r}: the file holds {arch['dtype']} weights, the model is "
+                         f"{np.dtype(model.dtype)}")
+    weights = _stage_model(arrays, model, path)
+    opt_sd = _stage_optimizer(arrays, model, optimizer, path) if optimizer is not None else None
+    sched_sd = _stage_scheduler(arrays, scheduler, path) if scheduler is not None else None
+    return weights, opt_sd, sched_sd, rng_state
+
+
 def load(path, model=None, optimizer=None, scheduler=None, restore_rng=False):
     """Load a checkpoint written by :func:`save`; returns the model.
 
@@ -443,35 +450,18 @@ def load(path, model=None, optimizer=None, scheduler=None, restore_rng=False):
     if model is not None:
         _check_objects(model, optimizer, scheduler)
     arrays = _read(path)
-    _check_header(arrays, path)
-    arch = _parse_json(arrays, "architecture", path)
-    if not isinstance(arch, dict) or "dtype" not in arch or "model" not in arch:
-        raise ValueError(f"{path!r}: malformed architecture entry")
-    rng_state = _stage_rng(arrays, path) if restore_rng else None
-
+    try:
+        staged = _stage(path, arrays, model, optimizer, scheduler, restore_rng)
+    except (TypeError, KeyError, AttributeError, IndexError) as exc:
+        # a well-formed archive with ill-formed content; nothing was written
+        raise ValueError(f"{path!r}: malformed fastnn checkpoint "
+                         f"({type(exc).__name__}: {exc})") from exc
     if model is None:
-        gen = _random.generator()
-        before = gen.bit_generator.state
-        try:
-            model = _build(arch["model"], arch["dtype"])
-        except (ValueError, TypeError) as exc:
-            raise ValueError(f"{path!r}: cannot rebuild the model: {exc}") from None
-        finally:
-            gen.bit_generator.state = before   # rebuilding must not shift the user's stream
-        model.load_state_dict(_stage_model(arrays, model, path))
+        model, rng_state = staged
         if rng_state is not None:
             _random.generator().bit_generator.state = rng_state
         return model
-
-    diff = _arch_diff(arch["model"], _describe(model))
-    if diff:
-        raise ValueError(f"{path!r}: architecture mismatch: {diff}")
-    if arch["dtype"] != str(np.dtype(model.dtype)):
-        raise ValueError(f"{path!r}: the file holds {arch['dtype']} weights, the model is "
-                         f"{np.dtype(model.dtype)}")
-    weights = _stage_model(arrays, model, path)
-    opt_sd = _stage_optimizer(arrays, model, optimizer, path) if optimizer is not None else None
-    sched_sd = _stage_scheduler(arrays, scheduler, path) if scheduler is not None else None
+    weights, opt_sd, sched_sd, rng_state = staged
 
     # Everything is checked; write. Each load_state_dict checks before it writes,
     # and should not fail on what passed above; if one does anyway, the ones
@@ -501,10 +491,16 @@ def _snapshot(model, optimizer, scheduler):
 
 
 def _restore(model, optimizer, scheduler, undo):
+    """Put back what _snapshot took. Each part is restored on its own, through
+    the internal loaders where possible, so one failing part cannot stop the rest."""
     weights, opt, sched = undo
-    model.load_state_dict(weights)
+    for name, p in model.named_parameters():
+        p.data[...] = weights[name]
     if sched is not None:
-        scheduler.load_state_dict(sched)
+        try:
+            scheduler._load_state(sched)
+        except Exception:   # pragma: no cover - a trusted snapshot of its own state
+            pass
     if opt is not None:
         sd, groups = opt
         optimizer.load_state_dict(sd)

@@ -39,7 +39,7 @@ from .optim import Adam
 from .schedulers import CosineAnnealingLR, LinearWarmup
 from .trainer import Trainer
 
-__all__ = ["build_model", "train_lm", "sample_text", "model_context", "load_lm",
+__all__ = ["build_model", "train_lm", "sample_text", "model_context", "save_lm", "load_lm",
            "vocab_path_for", "main"]
 
 # Defaults of the CLI and of train_lm.  Measured on the 200k-character stdlib
@@ -281,7 +281,7 @@ def vocab_path_for(path):
 
 def save_lm(path, model, tokenizer):
     """Model via ``fastnn.io.save``; vocabulary as JSON next to it. Returns both paths."""
-    from . import io  # lazily: the LM works without it until a save is asked for
+    from . import io  # lazily: training and sampling do not need it
     io.save(path, model)
     vpath = vocab_path_for(path)
     tokenizer.save(vpath)
@@ -417,8 +417,6 @@ def run(args):
     if not args.no_save:
         try:
             mpath, vpath = save_lm(args.save, model, tok)
-        except ImportError:
-            print("warning: model not saved (fastnn.io is not available)", file=sys.stderr)
         except OSError as e:
             raise ValueError(f"cannot save the model to {args.save!r}: {e.strerror or e}") from None
         else:

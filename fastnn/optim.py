@@ -98,8 +98,9 @@ class Optimizer:
                 seg.grad.fill(0)
 
     def step(self):
-        for gi, group in enumerate(self.param_groups):
+        for group in self.param_groups:  # check every group before updating any
             self._validate(group)
+        for gi, group in enumerate(self.param_groups):
             self._steps[gi] += 1
             for seg in self._segs[gi]:
                 self._update(seg, group, self._steps[gi])

@@ -18,10 +18,11 @@ import math
 import numbers
 import os
 import re
-import tempfile
 from typing import Callable, Iterable
 
 import numpy as np
+
+from ._atomic import atomic_write
 from numpy.lib.stride_tricks import sliding_window_view
 
 __all__ = [
@@ -82,22 +83,8 @@ def _check_range(name: str, ids: np.ndarray, vocab_size: int) -> None:
 
 
 def _atomic_write_text(path, data: str) -> None:
-    """Temp file in the target directory + os.replace: readers never see half a file."""
-    path = os.fspath(path)
-    directory = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".json", dir=directory)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
+    with atomic_write(path, "w", encoding="utf-8") as f:
+        f.write(data)
 
 
 # --------------------------------------------------------------------------

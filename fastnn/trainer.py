@@ -135,6 +135,22 @@ class Trainer:
         self._last_output = out
         return value
 
+    def _check_targets(self, X, y, name):
+        """All of y checked (and converted) against the model's output shape, without
+        materializing an output array: a zero-strided stand-in carries the shape."""
+        y_arr = np.asarray(y)
+        if y_arr.shape[:1] != X.shape[:1]:
+            raise ValueError(f"X and {name} must have the same number of samples, got {len(X)} "
+                             f"and {y_arr.shape[0] if y_arr.ndim else 'a scalar'}")
+        was_training = self.model.training
+        self.model.eval()  # no dropout draw, no RNG consumed
+        try:
+            out_shape = self.model._forward(X[:1]).shape[1:]
+        finally:
+            self.model.train(was_training)
+        stand_in = np.broadcast_to(np.zeros((), self.model.dtype), (len(X),) + out_shape)
+        return self.loss._check_target(stand_in, y_arr)
+
     def _reduce_gradients(self, loss, batch_size):
         """Hook between backward and update: data-parallel trainers average the
         flat gradient buffer (and the loss) across processes here."""
@@ -198,16 +214,18 @@ class Trainer:
             X, y, validation_data = X[:cut], y[:cut], (X[cut:], y[cut:])
             if sample_weight is not None:
                 sample_weight = sample_weight[:cut]
+        # Check every target (and the validation data) once, before any update,
+        # rather than failing mid-training.
+        y = self._check_targets(X, y, "y")
         if validation_data is not None:
             if not isinstance(validation_data, (tuple, list)) or len(validation_data) != 2:
                 raise ValueError("validation_data must be a pair (X_val, y_val)")
+            Xv = self.model._check_input(validation_data[0])
+            validation_data = (Xv, self._check_targets(Xv, validation_data[1], "validation_data y"))
         rng = np.random.default_rng(seed) if seed is not None else _random.generator()
-        # Check all targets once, up front, rather than failing mid-epoch.
-        out_shape = self.model._forward(X[:1]).shape[1:]
-        y = self.loss._check_target(np.zeros((len(X),) + out_shape, self.model.dtype), y)
 
         history = History()
-        cbs = CallbackList([history, *callbacks])
+        cbs = CallbackList([*callbacks, history])  # History last, as in Keras: it sees what callbacks add to logs
         self.stop_training = False
         cbs.on_train_begin(self)
         n = len(X)

@@ -71,11 +71,12 @@ def test_import_fastnn_does_not_need_mpi():
     subprocess.run([sys.executable, "-c", code], check=True, timeout=60)
 
 
-def test_equivalent_to_one_process_with_the_global_batch():
-    """2 ranks x batch b == 1 process x batch 2b, for SGD (momentum, clipping,
+@pytest.mark.parametrize("n", [2, 1])
+def test_equivalent_to_one_process_with_the_global_batch(n):
+    """n ranks x batch b == 1 process x batch n*b, for SGD (momentum, clipping,
     a scheduler) and Adam, float64 and float32, 20 steps; also unequal and
     empty shards, bucketed reduction, and the base Trainer.step hook."""
-    results = _ok("equivalence")
+    results = _ok("equivalence", n=n)
     assert len(results) >= 10
     for r in results:
         tol = 1e-12 if r["dtype"] == "float64" else 2e-5
@@ -169,7 +170,8 @@ def _equivalence(comm):
         dict(dtype="float64", opt="adam", batches=[8], bucket=1e-4),              # buckets
         dict(dtype="float32", opt="sgd", batches=[8], bucket=1e-4),
         dict(dtype="float64", opt="sgd", batches=[8], bucket=None, clip=0.05, sched=True),
-        dict(dtype="float64", opt="adam", batches=[6, 3], bucket=None, hook=True),  # base step
+        dict(dtype="float64", opt="adam", batches=[3 * size, size + 1], bucket=None,
+             hook=True),  # the base Trainer.step + _reduce_gradients hook
     ]
     for cfg in configs:
         def make(seed):

@@ -167,6 +167,102 @@ def test_linear_large_shape_crosses_thread_threshold():
         assert_close(results[0][0], y_r, dtype)
 
 
+def _thread_cases(dtype):
+    """Kernels with reductions or a parallel split, on sizes that go multithreaded."""
+    rng = np.random.default_rng(7)
+    n, d = 600, 300
+    x, g = randn(rng, (n, d), dtype), randn(rng, (n, d), dtype)
+    flat = x.reshape(-1)
+    labels = rng.integers(0, d, n)
+    gamma, beta = randn(rng, d, dtype), randn(rng, d, dtype)
+    idx = rng.integers(0, 50, 5000)
+    gout = randn(rng, (5000, d), dtype)
+
+    def ln():
+        y, m, r = np.empty_like(x), np.empty(n, dtype), np.empty(n, dtype)
+        _ops.layernorm_forward(x, gamma, beta, 1e-5, y, m, r)
+        gx, gg, gb = np.empty_like(x), np.empty(d, dtype), np.empty(d, dtype)
+        _ops.layernorm_backward(x, gamma, m, r, g, gx, gg, gb)
+        return y, gx, gg, gb
+
+    def ce():
+        grad = np.empty_like(x)
+        return _ops.cross_entropy_labels(x, labels, 0.1, grad), grad
+
+    def losses():
+        gm, gb_ = np.empty_like(flat), np.empty_like(flat)
+        p = 1 / (1 + np.exp(-flat))
+        return (_ops.mse(flat, g.reshape(-1), gm), gm, _ops.bce_logits(flat, p, gb_), gb_,
+                _ops.sumsq(flat))
+
+    def optim():
+        p, m, v = flat.copy(), np.zeros_like(flat), np.zeros_like(flat)
+        _ops.adam(p, g.reshape(-1), m, v, 1e-3, 0.9, 0.999, 1e-8, 0.01, True, 1)
+        q, sq, ga, buf = flat.copy(), np.ones_like(flat), np.zeros_like(flat), np.zeros_like(flat)
+        _ops.rmsprop(q, g.reshape(-1), sq, ga, buf, 1e-2, 0.99, 1e-8, 0.0, 0.9)
+        return p, m, v, q, sq, ga, buf
+
+    def emb():
+        gw = np.empty((50, d), dtype)
+        _ops.embedding_backward(idx, gout, gw)
+        return (gw,)
+
+    def soft():
+        y, gx = np.empty_like(x), np.empty_like(x)
+        _ops.softmax_forward(x, y)
+        _ops.softmax_backward(y, g, gx)
+        return y, gx
+
+    return {"layernorm": ln, "cross_entropy": ce, "losses": losses, "optimizers": optim,
+            "embedding": emb, "softmax": soft}
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("case", list(_thread_cases(np.float64)))
+def test_results_do_not_depend_on_thread_count(case, dtype):
+    func = _thread_cases(dtype)[case]
+    old = fn.get_num_threads()
+    try:
+        fn.set_num_threads(1)
+        one = func()
+        fn.set_num_threads(2)
+        two = func()
+    finally:
+        fn.set_num_threads(old)
+    for a, b in zip(one, two):
+        np.testing.assert_array_equal(a, b)
+
+
+@pytest.mark.skipif(not _ops.openmp_enabled(), reason="serial build: one thread only")
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("shape", [
+    (300, 200, 150), (64, 64, 64), (100, 200, 30), (32, 64, 128), (40, 40, 100), (2, 300, 300),
+    (32, 64, 64),
+    (16, 128, 128),
+    (8, 200, 300),
+])
+def test_linear_does_not_depend_on_thread_count(shape, dtype):
+    """Every shape here crosses the threading threshold (n*in*out >= 131072)."""
+    n, n_in, n_out = shape
+    rng = np.random.default_rng(8)
+    x, w = randn(rng, (n, n_in), dtype), randn(rng, (n_out, n_in), dtype)
+    b, gy = randn(rng, n_out, dtype), randn(rng, (n, n_out), dtype)
+    runs = []
+    old = fn.get_num_threads()
+    try:
+        for threads in (1, 2):
+            fn.set_num_threads(threads)
+            z, y = np.empty((n, n_out), dtype), np.empty((n, n_out), dtype)
+            _ops.linear_forward(x, w, b, _ops.ACT_TANH, 0.0, z, y)
+            gz, gx, gw, gb = np.empty_like(y), np.empty_like(x), np.empty_like(w), np.empty_like(b)
+            _ops.linear_backward(x, w, _ops.ACT_TANH, 0.0, z, y, gy, gz, gx, gw, gb, False)
+            runs.append({"y": y, "gx": gx, "gw": gw, "gb": gb})
+    finally:
+        fn.set_num_threads(old)
+    for k in runs[0]:
+        np.testing.assert_array_equal(runs[0][k], runs[1][k], err_msg=k)
+
+
 # ================================================================= activations
 def act_inputs(rng, n, dtype):
     x = randn(rng, n, dtype, 3.0)
@@ -217,11 +313,6 @@ def test_act_in_place(code):
     assert_close(g, want_g, np.float64)
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "BUG (_ops.pyx act_backward): x is the first fused-type argument; when it is None "
-    "Cython picks the float32 specialization, so float64 y/gy/gx raise 'Buffer dtype "
-    "mismatch'. Fix: put a required array first or dispatch on gy (fastnn/activations.py "
-    "now always passes x, so the public API is not affected)"))
 @pytest.mark.parametrize("code", [0, 1, 2, 3, 4])
 def test_act_backward_without_x_float64(code):
     y = np.linspace(-1, 1, 9)
@@ -263,32 +354,50 @@ def assert_loss_close(got, want, dtype):
     assert_close(got, want, dtype, scale=max(1.0, abs(want)))
 
 
+# sample weights: None (unweighted) or k, one weight per row of k elements
+WEIGHTING = st.sampled_from([None, None, 1, 2, 3])
+
+
+def _weights(rng, n, k, dtype):
+    """(n rounded to a multiple of k, per-row weights or None)."""
+    if k is None:
+        return n, None
+    rows = max(1, n // k)
+    w = rng.uniform(0, 2, rows)
+    w[rng.integers(0, rows, min(rows, 2))] = 0.0  # zero weight: the row drops out
+    return rows * k, w.astype(dtype)
+
+
 @SETTINGS
-@given(dtype=DTYPES, n=N1D, with_grad=st.booleans(), seed=SEEDS)
-def test_mse(dtype, n, with_grad, seed):
+@given(dtype=DTYPES, n=N1D, with_grad=st.booleans(), k=WEIGHTING, seed=SEEDS)
+def test_mse(dtype, n, with_grad, k, seed):
     rng = np.random.default_rng(seed)
+    n, w = _weights(rng, n, k, dtype)
     y, t = randn(rng, n, dtype), randn(rng, n, dtype)
     g_k = np.full(n, np.nan, dtype) if with_grad else None
     g_r = np.empty(n, dtype) if with_grad else None
-    assert_loss_close(_ops.mse(y, t, g_k), ref.mse(y, t, g_r), dtype)
+    kw = {} if k is None else {"weight": w, "k": k}
+    assert_loss_close(_ops.mse(y, t, g_k, **kw), ref.mse(y, t, g_r, **kw), dtype)
     if with_grad:
         assert_close(g_k, g_r, dtype, scale=float(np.abs(g_r).max()) + 1e-30)
 
 
 @SETTINGS
-@given(dtype=DTYPES, n=N1D, with_grad=st.booleans(), soft=st.booleans(), seed=SEEDS)
-def test_bce(dtype, n, with_grad, soft, seed):
+@given(dtype=DTYPES, n=N1D, with_grad=st.booleans(), soft=st.booleans(), k=WEIGHTING, seed=SEEDS)
+def test_bce(dtype, n, with_grad, soft, k, seed):
     rng = np.random.default_rng(seed)
+    n, w = _weights(rng, n, k, dtype)
     p = rng.uniform(1e-3, 1 - 1e-3, n).astype(dtype)
     # exact 0 and 1 probabilities: the log clamp at -100 and the 1e-12 denominator
-    k = min(n, 3)
-    p[rng.integers(0, n, k)] = rng.choice([0.0, 1.0], k)
+    j = min(n, 3)
+    p[rng.integers(0, n, j)] = rng.choice([0.0, 1.0], j)
     t = (rng.uniform(size=n) if soft else rng.integers(0, 2, n)).astype(dtype)
     g_k = np.full(n, np.nan, dtype) if with_grad else None
     g_r = np.empty(n, dtype) if with_grad else None
+    kw = {} if k is None else {"weight": w, "k": k}
     with np.errstate(divide="ignore"):
-        want = ref.bce(p, t, g_r)
-    got = _ops.bce(p, t, g_k)
+        want = ref.bce(p, t, g_r, **kw)
+    got = _ops.bce(p, t, g_k, **kw)
     assert np.isfinite(got)
     assert_loss_close(got, want, dtype)
     if with_grad:
@@ -297,16 +406,18 @@ def test_bce(dtype, n, with_grad, soft, seed):
 
 
 @SETTINGS
-@given(dtype=DTYPES, n=N1D, with_grad=st.booleans(), seed=SEEDS)
-def test_bce_logits(dtype, n, with_grad, seed):
+@given(dtype=DTYPES, n=N1D, with_grad=st.booleans(), k=WEIGHTING, seed=SEEDS)
+def test_bce_logits(dtype, n, with_grad, k, seed):
     rng = np.random.default_rng(seed)
+    n, w = _weights(rng, n, k, dtype)
     z = act_inputs(rng, n, dtype)
     z[rng.integers(0, n, min(n, 2))] = rng.choice([-500.0, 500.0])  # exp(500) overflows: must not
     t = rng.uniform(size=n).astype(dtype)
     g_k = np.full(n, np.nan, dtype) if with_grad else None
     g_r = np.empty(n, dtype) if with_grad else None
-    got = _ops.bce_logits(z, t, g_k)
-    want = ref.bce_logits(z, t, g_r)
+    kw = {} if k is None else {"weight": w, "k": k}
+    got = _ops.bce_logits(z, t, g_k, **kw)
+    want = ref.bce_logits(z, t, g_r, **kw)
     assert np.isfinite(got)
     assert_loss_close(got, want, dtype)
     if with_grad:
@@ -315,15 +426,17 @@ def test_bce_logits(dtype, n, with_grad, seed):
 
 @SETTINGS
 @given(dtype=DTYPES, n=DIM, c=DIM, smoothing=st.sampled_from([0.0, 0.1, 0.25, 1.0]),
-       with_grad=st.booleans(), scale=st.sampled_from([1.0, 50.0]), seed=SEEDS)
-def test_cross_entropy_labels(dtype, n, c, smoothing, with_grad, scale, seed):
+       with_grad=st.booleans(), scale=st.sampled_from([1.0, 50.0]), weighted=st.booleans(),
+       seed=SEEDS)
+def test_cross_entropy_labels(dtype, n, c, smoothing, with_grad, scale, weighted, seed):
     rng = np.random.default_rng(seed)
     z = randn(rng, (n, c), dtype, scale)
     labels = rng.integers(0, c, n).astype(np.int64)
     g_k = np.full((n, c), np.nan, dtype) if with_grad else None
     g_r = np.empty((n, c), dtype) if with_grad else None
-    got = _ops.cross_entropy_labels(z, labels, smoothing, g_k)
-    want = ref.cross_entropy_labels(z, labels, smoothing, g_r)
+    kw = {"weight": _weights(rng, n, 1, dtype)[1]} if weighted else {}
+    got = _ops.cross_entropy_labels(z, labels, smoothing, g_k, **kw)
+    want = ref.cross_entropy_labels(z, labels, smoothing, g_r, **kw)
     assert_loss_close(got, want, dtype)
     if with_grad:
         np.testing.assert_allclose(g_k, g_r, rtol=tol(dtype), atol=tol(dtype) / n)
@@ -331,8 +444,8 @@ def test_cross_entropy_labels(dtype, n, c, smoothing, with_grad, scale, seed):
 
 @SETTINGS
 @given(dtype=DTYPES, n=DIM, c=DIM, smoothing=st.sampled_from([0.0, 0.1, 0.3]),
-       with_grad=st.booleans(), one_hot=st.booleans(), seed=SEEDS)
-def test_cross_entropy_probs(dtype, n, c, smoothing, with_grad, one_hot, seed):
+       with_grad=st.booleans(), one_hot=st.booleans(), weighted=st.booleans(), seed=SEEDS)
+def test_cross_entropy_probs(dtype, n, c, smoothing, with_grad, one_hot, weighted, seed):
     rng = np.random.default_rng(seed)
     z = randn(rng, (n, c), dtype, 3.0)
     if one_hot:
@@ -341,11 +454,49 @@ def test_cross_entropy_probs(dtype, n, c, smoothing, with_grad, one_hot, seed):
         probs = rng.dirichlet(np.ones(c), n).astype(dtype)
     g_k = np.full((n, c), np.nan, dtype) if with_grad else None
     g_r = np.empty((n, c), dtype) if with_grad else None
-    got = _ops.cross_entropy_probs(z, probs, smoothing, g_k)
-    want = ref.cross_entropy_probs(z, probs, smoothing, g_r)
+    kw = {"weight": _weights(rng, n, 1, dtype)[1]} if weighted else {}
+    got = _ops.cross_entropy_probs(z, probs, smoothing, g_k, **kw)
+    want = ref.cross_entropy_probs(z, probs, smoothing, g_r, **kw)
     assert_loss_close(got, want, dtype)
     if with_grad:
         np.testing.assert_allclose(g_k, g_r, rtol=tol(dtype), atol=tol(dtype) / n)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_loss_weights_checked(dtype):
+    """weight needs one entry per row of k elements, and the losses' dtype."""
+    y = np.ones(6, dtype)
+    for w, k in ((np.ones(4, dtype), 2), (np.ones(3, dtype), 4), (np.ones(6, dtype), 0),
+                 (np.ones(2, dtype), 2)):
+        for func in (_ops.mse, _ops.bce_logits):
+            with pytest.raises(ValueError):
+                func(y, y, None, w, k)
+    z = np.ones((3, 2), dtype)
+    with pytest.raises(ValueError):
+        _ops.cross_entropy_labels(z, np.zeros(3, np.int64), 0.0, None, np.ones(2, dtype))
+    with pytest.raises(ValueError):
+        _ops.cross_entropy_probs(z, z / 2, 0.0, None, np.ones(4, dtype))
+    other = np.float64 if dtype == np.float32 else np.float32
+    with pytest.raises((TypeError, ValueError)):
+        _ops.mse(y, y, None, np.ones(3, other), 2)
+    with pytest.raises((TypeError, ValueError)):
+        _ops.mse(y, y, None, np.ones(6, dtype)[::2], 2)  # right length, but strided
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_unit_weights_equal_unweighted(dtype):
+    rng = np.random.default_rng(4)
+    y, t = randn(rng, 12, dtype), rng.uniform(size=12).astype(dtype)
+    for func in (_ops.mse, _ops.bce_logits):
+        g1, g2 = np.empty(12, dtype), np.empty(12, dtype)
+        assert func(y, t, g1) == pytest.approx(func(y, t, g2, np.ones(4, dtype), 3), rel=1e-12)
+        np.testing.assert_array_equal(g1, g2)
+    z, labels = randn(rng, (4, 3), dtype), rng.integers(0, 3, 4)
+    g1, g2 = np.empty_like(z), np.empty_like(z)
+    a = _ops.cross_entropy_labels(z, labels, 0.1, g1)
+    b = _ops.cross_entropy_labels(z, labels, 0.1, g2, np.ones(4, dtype))
+    assert a == pytest.approx(b, rel=1e-12)
+    np.testing.assert_array_equal(g1, g2)
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
@@ -454,8 +605,7 @@ def test_scale_and_mul(dtype, n, c, seed):
        bad=st.sampled_from([None, np.nan, np.inf, -np.inf]), where=st.floats(0, 1), seed=SEEDS)
 def test_all_finite(dtype, n, bad, where, seed):
     rng = np.random.default_rng(seed)
-    x = randn(rng, n, dtype, 1e30 if dtype == np.float64 else 1e30)
-    x[np.abs(x) == np.inf] = 0  # float32 overflow of the scale above
+    x = randn(rng, n, dtype, 1e30)  # huge but finite in both dtypes
     if bad is not None and n:
         x[min(int(where * n), n - 1)] = bad
     got = _ops.all_finite(x)
@@ -559,11 +709,6 @@ def test_dropout_forward_bitwise_float64_any_p(n, p, seed):
     np.testing.assert_array_equal(y_k, y_r)
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "BUG (csrc/fnn_template.h fnn_dropout_forward + _ops.pyx): for float32 the wrapper "
-    "passes <float>p and the kernel computes keep = 1f/(1f - p) in float, so the scale "
-    "is not the correctly rounded 1/(1-p) (9.999998 instead of 10 at p=0.9) and the "
-    "keep threshold uses float(p) instead of p"))
 @pytest.mark.parametrize("p", [0.9, 0.33, 0.15])
 def test_dropout_forward_bitwise_float32_rounding(p):
     x = np.ones(1000, np.float32)

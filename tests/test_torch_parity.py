@@ -5,7 +5,9 @@ state dicts, writable learning rates, gradient clipping; and the layers and
 losses whose edge cases PyTorch defines (label smoothing, probability targets,
 the BCE log clamp, LayerNorm, GELU tanh, Embedding).
 
-Run with ``pytest -s`` to see the max abs weight error per dtype.
+Run with ``pytest -s`` to see the max abs weight error per dtype. Observed here
+(torch 2.13 CPU): float32 3.8e-06 (worst: plain RMSprop, whose 1/sqrt(v) amplifies
+rounding at the first steps), float64 6.0e-15, over all 20-step trajectories.
 """
 import numpy as np
 import pytest
@@ -267,6 +269,58 @@ def test_trainer_step_trajectory(name, dtype):
         xb, yb = batches(X, y, step)
         assert_close(trainer.step(xb, yb), torch_step(tmodel, topt, xb, yb), dtype)
         compare_weights(fmodel, tmodel, dtype, f"trainer {name} step {step + 1}")
+
+
+LOSSES = {
+    # name: (fastnn loss, torch loss, sigmoid head, target maker)
+    "mse": (lambda: fn.MSELoss(), F.mse_loss, False,
+            lambda rng, n, dt: rng.standard_normal((n, 3)).astype(dt)),
+    "ce": (lambda: fn.CrossEntropyLoss(), F.cross_entropy, False,
+           lambda rng, n, dt: rng.integers(0, 3, n)),
+    "ce_smoothing": (lambda: fn.CrossEntropyLoss(label_smoothing=0.2),
+                     lambda z, t: F.cross_entropy(z, t, label_smoothing=0.2), False,
+                     lambda rng, n, dt: rng.integers(0, 3, n)),
+    "ce_probs": (lambda: fn.CrossEntropyLoss(), F.cross_entropy, False,
+                 lambda rng, n, dt: rng.dirichlet(np.ones(3), n).astype(dt)),
+    "bce_sigmoid": (lambda: fn.BCELoss(), F.binary_cross_entropy, True,
+                    lambda rng, n, dt: rng.integers(0, 2, (n, 3)).astype(dt)),
+    "bce_logits": (lambda: fn.BCEWithLogitsLoss(), F.binary_cross_entropy_with_logits, False,
+                   lambda rng, n, dt: rng.uniform(0, 1, (n, 3)).astype(dt)),
+}
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("opt_name", ["sgd_nesterov_wd", "rmsprop_all", "adam_weight_decay", "adamw"])
+@pytest.mark.parametrize("loss_name", list(LOSSES))
+@pytest.mark.parametrize("clip", [None, 0.1])
+def test_trainer_step_losses_and_clipping(loss_name, opt_name, dtype, clip):
+    """Trainer.step (the compiled whole-step path where it applies) follows torch for
+    every loss, with and without gradient clipping."""
+    make_loss, tloss_fn, sigmoid_head, make_target = LOSSES[loss_name]
+    make_f, make_t = OPTIMIZERS[opt_name]
+    fn.seed(20)
+    head_f = [fn.Sigmoid()] if sigmoid_head else []
+    head_t = [nn.Sigmoid()] if sigmoid_head else []
+    fmodel = fn.Sequential(fn.Linear(10, 16), fn.Tanh(), fn.Linear(16, 3), *head_f, dtype=dtype)
+    tmodel = nn.Sequential(nn.Linear(10, 16), nn.Tanh(), nn.Linear(16, 3), *head_t).to(TORCH_DTYPE[dtype])
+    tmodel.load_state_dict({k: to_torch(v) for k, v in fmodel.state_dict().items()})
+    trainer = fn.Trainer(fmodel, make_loss(), make_f(fmodel.parameters()), clip_grad_norm=clip)
+    topt = make_t(tmodel.parameters())
+    rng = np.random.default_rng(21)
+    X = rng.standard_normal((48, 10)).astype(dtype)
+    Y = make_target(rng, 48, dtype)
+    for step in range(12):
+        i = (step % 3) * 16
+        xb, yb = X[i:i + 16], Y[i:i + 16]
+        value = trainer.step(xb, yb)
+        topt.zero_grad()
+        tl = tloss_fn(tmodel(to_torch(xb)), to_torch(yb))
+        tl.backward()
+        if clip is not None:
+            torch.nn.utils.clip_grad_norm_(tmodel.parameters(), clip)
+        topt.step()
+        assert_close(value, tl.item(), dtype, f"loss at step {step}")
+        compare_weights(fmodel, tmodel, dtype, f"{loss_name}/{opt_name} step {step + 1}")
 
 
 @pytest.mark.parametrize("dtype", DTYPES)

@@ -63,7 +63,7 @@ cdef extern from "fnn.h" nogil:
     int fnn_all_finite_f32(int64_t n, float *x) noexcept
     void fnn_layernorm_forward_f32(int n, int d, float *x, float *gamma, float *beta, float eps, float *y, float *mean, float *rstd) noexcept
     void fnn_layernorm_backward_f32(int n, int d, float *x, float *gamma, float *mean, float *rstd, float *gy, float *gx, float *ggamma, float *gbeta, int accumulate) noexcept
-    void fnn_dropout_forward_f32(int64_t n, float *x, float *y, float *mask, float p, uint64_t seed) noexcept
+    void fnn_dropout_forward_f32(int64_t n, float *x, float *y, float *mask, double p, uint64_t seed) noexcept
     void fnn_embedding_forward_f32(int64_t n, int dim, int64_t *idx, float *W, float *out) noexcept
     void fnn_embedding_backward_f32(int64_t n, int dim, int64_t num, int64_t *idx, float *gout, float *gW, int accumulate) noexcept
     void fnn_gemm_f64(int ta, int tb, int M, int N, int K, double alpha, double *A, int lda, double *B, int ldb, double beta, double *C, int ldc) noexcept

@@ -136,18 +136,21 @@ def act_forward(int act, double slope, floating[::1] x, floating[::1] y):
             fnn_act_forward_f64(act, slope, x.shape[0], &x[0], &y[0])
 
 
-def act_backward(int act, double slope, floating[::1] x, floating[::1] y, floating[::1] gy,
-                 floating[::1] gx):
-    """gx = gy * act'(x); ReLU/LeakyReLU/Sigmoid/Tanh read y, GELU reads x."""
+def act_backward(int act, double slope, x, y, floating[::1] gy, floating[::1] gx):
+    """gx = gy * act'(x); ReLU/LeakyReLU/Sigmoid/Tanh read y, GELU reads x.
+
+    The dtype is taken from gy, so x or y may be None whichever it is."""
+    cdef floating[::1] xv = x
+    cdef floating[::1] yv = y
     cdef Py_ssize_t n = gy.shape[0]
     _need(gx.shape[0] == n, "act_backward: shapes do not match")
-    _need((x is not None and x.shape[0] == n) if act >= FNN_ACT_GELU else
-          (act == FNN_ACT_NONE or (y is not None and y.shape[0] == n)),
+    _need((xv is not None and xv.shape[0] == n) if act >= FNN_ACT_GELU else
+          (act == FNN_ACT_NONE or (yv is not None and yv.shape[0] == n)),
           "act_backward: needs x for GELU and y otherwise")
     if n == 0:
         return
-    cdef floating *px = &x[0] if x is not None else NULL
-    cdef floating *py = &y[0] if y is not None else NULL
+    cdef floating *px = &xv[0] if xv is not None else NULL
+    cdef floating *py = &yv[0] if yv is not None else NULL
     with nogil:
         if floating is float:
             fnn_act_backward_f32(act, <float>slope, n, px, py, &gy[0], &gx[0])
@@ -430,7 +433,7 @@ def dropout_forward(floating[::1] x, floating[::1] y, floating[::1] mask, double
         return
     with nogil:
         if floating is float:
-            fnn_dropout_forward_f32(n, &x[0], &y[0], &mask[0], <float>p, seed)
+            fnn_dropout_forward_f32(n, &x[0], &y[0], &mask[0], p, seed)
         else:
             fnn_dropout_forward_f64(n, &x[0], &y[0], &mask[0], p, seed)
 

@@ -1,0 +1,210 @@
+"""Data-parallel scaling on one machine: ranks x threads at a fixed global batch.
+
+    python benchmarks/distributed.py [--batch 256] [--steps 40] [--rounds 3] [--json out.json]
+
+Trains the benchmark MLP (784-512-256-10, ReLU, Adam, float32, 535,818
+parameters) on random data at global batch 256 in these layouts, each in fresh
+processes (the thread count is fixed through the environment before import):
+
+  1x1           one process, 1 thread, plain ``Trainer``            (reference)
+  1x2           one process, 2 threads, plain ``Trainer``
+  2x1           ``mpirun -n 2``, 1 thread per rank, ``DistributedTrainer``
+                (128 rows per rank, one Allreduce of the 2.1 MB gradient)
+  2x1 buckets   the same with ``bucket_cap_mb=0.25`` (Iallreduce per bucket,
+                started during the backward pass)
+  1x1 half      one process, 1 thread, batch 128: a rank's compute in 2x1
+                without any communication (the model's T_compute)
+
+and a plain ``Allreduce`` of the gradient buffer alone between 2 ranks, which
+gives the latency + bandwidth of the transport for the model in SCALING.md.
+For the MPI layouts ``allreduce share`` is the time spent waiting for the
+gradient reduction (transport plus waiting for the slower rank) divided by the
+step time, averaged over ranks. Layouts run in rounds (A B C D A B C D ...)
+so that machine drift hits them alike; the table shows the best round.
+"""
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+
+HERE = os.path.abspath(__file__)
+SIZES = [784, 512, 256, 10]
+THREAD_ENV = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "FASTNN_NUM_THREADS")
+LAYOUTS = {  # name: (ranks, threads per rank, bucket_cap_mb, fraction of the batch)
+    "1x1": (1, 1, None, 1),
+    "1x2": (1, 2, None, 1),
+    "2x1": (2, 1, None, 1),
+    "2x1 buckets": (2, 1, 0.25, 1),
+    "1x1 half": (1, 1, None, 2),  # one rank's share of 2x1 without communication
+}
+
+
+# --- worker (one process, or one rank of an mpirun job) ------------------------------------
+def _model(fn):
+    fn.seed(0)
+    layers = []
+    for i, (a, b) in enumerate(zip(SIZES, SIZES[1:])):
+        layers.append(fn.Linear(a, b))
+        if i < len(SIZES) - 2:
+            layers.append(fn.ReLU())
+    return fn.Sequential(*layers)
+
+
+def worker(args):
+    import numpy as np
+
+    import fastnn as fn
+
+    rng = np.random.default_rng(1)
+    batches = [(rng.standard_normal((args.batch, SIZES[0]), dtype=np.float32),
+                rng.integers(0, SIZES[-1], args.batch)) for _ in range(4)]
+    model = _model(fn)
+    opt = fn.Adam(model.parameters(), lr=1e-3)
+    if args.mpi is None:
+        trainer = fn.Trainer(model, fn.CrossEntropyLoss(), opt)
+        for i in range(5):
+            trainer.step(*batches[i % 4])
+        t0 = time.perf_counter()
+        for i in range(args.steps):
+            trainer.step(*batches[i % 4])
+        seconds = time.perf_counter() - t0
+        print("RESULT " + json.dumps({"seconds": seconds, "threads": fn.get_num_threads()}))
+        return
+    from mpi4py import MPI
+
+    from fastnn.distributed import DistributedTrainer, _split
+    comm = MPI.COMM_WORLD
+    if args.mpi == "allreduce":  # the transport alone, on a buffer the size of the gradient
+        buf = np.ones(model._flat.grad.size, np.float32)
+        for _ in range(5):
+            comm.Allreduce(MPI.IN_PLACE, buf, MPI.SUM)
+        times = []
+        for _ in range(args.steps):
+            comm.Barrier()
+            t0 = time.perf_counter()
+            comm.Allreduce(MPI.IN_PLACE, buf, MPI.SUM)
+            times.append(time.perf_counter() - t0)
+        small = np.ones(3)
+        tiny = []
+        for _ in range(args.steps):
+            comm.Barrier()
+            t0 = time.perf_counter()
+            comm.Allreduce(MPI.IN_PLACE, small, MPI.SUM)
+            tiny.append(time.perf_counter() - t0)
+        worst = comm.reduce(float(np.median(times)), MPI.MAX)
+        worst_tiny = comm.reduce(float(np.median(tiny)), MPI.MAX)
+        if comm.rank == 0:
+            print("RESULT " + json.dumps({"allreduce_s": worst, "bytes": buf.nbytes,
+                                          "tiny_allreduce_s": worst_tiny}))
+        return
+    bucket = None if args.mpi == "flat" else float(args.mpi)
+    trainer = DistributedTrainer(model, fn.CrossEntropyLoss(), opt, comm=comm,
+                                 bucket_cap_mb=bucket)
+    lo, hi = _split(args.batch, comm.size, comm.rank)
+    shards = [(x[lo:hi], y[lo:hi]) for x, y in batches]
+    for i in range(5):
+        trainer.step(*shards[i % 4])
+    comm.Barrier()
+    trainer.timings.update(steps=0, step_s=0.0, allreduce_s=0.0)
+    t0 = time.perf_counter()
+    for i in range(args.steps):
+        trainer.step(*shards[i % 4])
+    comm.Barrier()
+    seconds = comm.reduce(time.perf_counter() - t0, MPI.MAX)
+    timings = comm.gather(dict(trainer.timings), root=0)
+    if comm.rank == 0:
+        share = sum(t["allreduce_s"] for t in timings) / sum(t["step_s"] for t in timings)
+        print("RESULT " + json.dumps({"seconds": seconds, "allreduce_share": share,
+                                      "threads": fn.get_num_threads()}))
+
+
+# --- parent ----------------------------------------------------------------------------------
+def _run(cmd, env, timeout=300):
+    out = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=timeout)
+    lines = [ln for ln in out.stdout.splitlines() if ln.startswith("RESULT ")]
+    if out.returncode != 0 or not lines:
+        raise RuntimeError(f"{' '.join(cmd)} failed ({out.returncode}):\n{out.stdout}\n{out.stderr}")
+    return json.loads(lines[-1][len("RESULT "):])
+
+
+def _measure(name, args):
+    ranks, threads, bucket, part = LAYOUTS.get(name, (2, 1, None, 1))
+    base = [HERE, "--worker", "--batch", str(args.batch // part), "--steps", str(args.steps)]
+    if ranks == 1:
+        env = dict(os.environ, **{k: str(threads) for k in THREAD_ENV})
+        return _run([sys.executable] + base, env)
+    from fastnn.distributed import mpirun_command
+    argv, env = mpirun_command(ranks, threads)
+    env.update({k: str(threads) for k in THREAD_ENV})
+    mode = "allreduce" if name == "allreduce" else ("flat" if bucket is None else str(bucket))
+    return _run(argv + ["-x", "OPENBLAS_NUM_THREADS", sys.executable] + base + ["--mpi", mode],
+                env)
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--batch", type=int, default=256)
+    parser.add_argument("--steps", type=int, default=40)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--json", default=None)
+    parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--mpi", default=None, help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.worker:
+        return worker(args)
+
+    names = list(LAYOUTS)
+    try:
+        from fastnn.distributed import find_mpirun
+        import importlib.util
+        if find_mpirun() is None or importlib.util.find_spec("mpi4py") is None:
+            raise ImportError
+    except ImportError:
+        print("mpi4py/mpirun not installed (pip install '.[mpi]'): measuring 1 process only")
+        names = [n for n in names if LAYOUTS[n][0] == 1]
+    else:
+        names.append("allreduce")
+    best = {}
+    for r in range(args.rounds):
+        for name in names:
+            res = _measure(name, args)
+            if name == "allreduce":
+                if name not in best or res["allreduce_s"] < best[name]["allreduce_s"]:
+                    best[name] = res
+                continue
+            res["samples_per_s"] = args.steps * args.batch / res["seconds"]
+            res["ms_per_step"] = 1e3 * res["seconds"] / args.steps
+            if name not in best or res["samples_per_s"] > best[name]["samples_per_s"]:
+                best[name] = res
+    print(f"MLP {'-'.join(map(str, SIZES))} Adam float32, global batch {args.batch}, "
+          f"{args.steps} steps, best of {args.rounds} rounds")
+    print(f"{'layout':<14}{'samples/s':>12}{'ms/step':>10}{'vs 1x2':>9}{'allreduce share':>18}")
+    ref = best.get("1x2", {}).get("samples_per_s")
+    for name in names:
+        if name == "allreduce":
+            continue
+        res = best[name]
+        share = res.get("allreduce_share")
+        if LAYOUTS[name][3] != 1:
+            print(f"{name:<14}{'':>12}{res['ms_per_step']:>10.2f}   (batch {args.batch // LAYOUTS[name][3]}:"
+                  f" compute only)")
+            continue
+        print(f"{name:<14}{res['samples_per_s']:>12,.0f}{res['ms_per_step']:>10.2f}"
+              f"{res['samples_per_s'] / ref if ref else float('nan'):>8.2f}x"
+              f"{'' if share is None else f'{100 * share:.1f}%':>18}")
+    if "allreduce" in best:
+        a = best["allreduce"]
+        print(f"Allreduce of {a['bytes'] / 1e6:.2f} MB between 2 ranks: "
+              f"{1e3 * a['allreduce_s']:.3f} ms ({a['bytes'] / a['allreduce_s'] / 1e9:.2f} GB/s "
+              f"algorithmic); 3-double Allreduce: {1e6 * a['tiny_allreduce_s']:.1f} us")
+    if args.json:
+        with open(args.json, "w") as fh:
+            json.dump({"batch": args.batch, "steps": args.steps, "rounds": args.rounds,
+                       "results": best}, fh, indent=2)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
