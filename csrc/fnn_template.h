@@ -30,9 +30,9 @@ void S(fnn_gemm)(int ta, int tb, int M, int N, int K, T alpha, const T *A, int l
 /* ----------------------------------------------------------- activations */
 static inline T S(sigmoid1)(T z)
 {
-    if (z >= 0) return (T)1 / ((T)1 + EXP(-z));
-    T e = EXP(z);
-    return e / ((T)1 + e);
+    /* exp(-|z|) <= 1 never overflows; branch-free so the loop vectorizes */
+    T e = EXP(-(z >= 0 ? z : -z)), r = (T)1 / ((T)1 + e);
+    return z >= 0 ? r : e * r;
 }
 
 static inline T S(gelu1)(T z) { return (T)0.5 * z * ((T)1 + ERF(z * (T)M_SQRT1_2)); }
