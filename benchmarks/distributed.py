@@ -107,7 +107,7 @@ def worker(args):
     for i in range(5):
         trainer.step(*shards[i % 4])
     comm.Barrier()
-    trainer.timings.update(steps=0, step_s=0.0, allreduce_s=0.0)
+    trainer.timings.update(steps=0, step_s=0.0, allreduce_s=0.0, agree_s=0.0)
     t0 = time.perf_counter()
     for i in range(args.steps):
         trainer.step(*shards[i % 4])
@@ -115,8 +115,11 @@ def worker(args):
     seconds = comm.reduce(time.perf_counter() - t0, MPI.MAX)
     timings = comm.gather(dict(trainer.timings), root=0)
     if comm.rank == 0:
-        share = sum(t["allreduce_s"] for t in timings) / sum(t["step_s"] for t in timings)
+        step_s = sum(t["step_s"] for t in timings)
+        share = sum(t["allreduce_s"] for t in timings) / step_s
+        sync = sum(t["agree_s"] for t in timings) / step_s
         print("RESULT " + json.dumps({"seconds": seconds, "allreduce_share": share,
+                                      "sync_share": sync,
                                       "threads": fn.get_num_threads()}))
 
 
@@ -125,7 +128,8 @@ def _run(cmd, env, timeout=300):
     out = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=timeout)
     lines = [ln for ln in out.stdout.splitlines() if ln.startswith("RESULT ")]
     if out.returncode != 0 or not lines:
-        raise RuntimeError(f"{' '.join(cmd)} failed ({out.returncode}):\n{out.stdout}\n{out.stderr}")
+        raise RuntimeError(f"{' '.join(cmd)} failed ({out.returncode}):\n"
+                           f"{out.stdout}\n{out.stderr}")
     return json.loads(lines[-1][len("RESULT "):])
 
 
@@ -180,20 +184,22 @@ def main(argv=None):
                 best[name] = res
     print(f"MLP {'-'.join(map(str, SIZES))} Adam float32, global batch {args.batch}, "
           f"{args.steps} steps, best of {args.rounds} rounds")
-    print(f"{'layout':<14}{'samples/s':>12}{'ms/step':>10}{'vs 1x2':>9}{'allreduce share':>18}")
+    print(f"{'layout':<14}{'samples/s':>12}{'ms/step':>10}{'vs 1x2':>9}{'allreduce share':>18}"
+          f"{'sync share':>12}")
     ref = best.get("1x2", {}).get("samples_per_s")
     for name in names:
         if name == "allreduce":
             continue
         res = best[name]
-        share = res.get("allreduce_share")
         if LAYOUTS[name][3] != 1:
-            print(f"{name:<14}{'':>12}{res['ms_per_step']:>10.2f}   (batch {args.batch // LAYOUTS[name][3]}:"
-                  f" compute only)")
+            print(f"{name:<14}{'':>12}{res['ms_per_step']:>10.2f}   "
+                  f"(batch {args.batch // LAYOUTS[name][3]}: compute only)")
             continue
+        shares = ["" if key not in res else f"{100 * res[key]:.1f}%"
+                  for key in ("allreduce_share", "sync_share")]
+        ratio = res["samples_per_s"] / ref if ref else float("nan")
         print(f"{name:<14}{res['samples_per_s']:>12,.0f}{res['ms_per_step']:>10.2f}"
-              f"{res['samples_per_s'] / ref if ref else float('nan'):>8.2f}x"
-              f"{'' if share is None else f'{100 * share:.1f}%':>18}")
+              f"{ratio:>8.2f}x{shares[0]:>18}{shares[1]:>12}")
     if "allreduce" in best:
         a = best["allreduce"]
         print(f"Allreduce of {a['bytes'] / 1e6:.2f} MB between 2 ranks: "

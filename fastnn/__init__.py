@@ -13,6 +13,11 @@ from .optim import SGD, Adam, AdamW, Optimizer, RMSprop, clip_grad_norm
 from .schedulers import CosineAnnealingLR, LinearLR, LinearWarmup, LRScheduler, StepLR
 from .callbacks import Callback, EarlyStopping, History, ModelCheckpoint
 from .trainer import Trainer
+from .distributed import DistributedTrainer  # mpi4py is imported only when one is built
+from .perceptron import ConvergenceWarning, Perceptron
+from .io import load, save
+from .text import perplexity
+from . import datasets, text
 from ._info import info
 
 __all__ = [
@@ -24,16 +29,6 @@ __all__ = [
     "Optimizer", "SGD", "Adam", "AdamW", "RMSprop", "clip_grad_norm",
     "LRScheduler", "StepLR", "LinearLR", "CosineAnnealingLR", "LinearWarmup",
     "Callback", "History", "EarlyStopping", "ModelCheckpoint",
-    "Trainer",
+    "Trainer", "DistributedTrainer", "Perceptron", "ConvergenceWarning",
+    "save", "load", "perplexity", "datasets", "text",
 ]
-
-from . import text
-from .text import perplexity
-
-__all__ += ["text", "perplexity"]
-
-from . import datasets
-from .io import load, save
-from .perceptron import ConvergenceWarning, Perceptron
-
-__all__ += ["datasets", "save", "load", "Perceptron", "ConvergenceWarning"]

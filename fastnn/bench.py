@@ -1,16 +1,16 @@
 """Benchmarks: fastnn vs a careful pure-NumPy implementation vs PyTorch.
 
-``python -m fastnn bench [--threads N] [--json out.json] [--quick]``
+``python -m fastnn bench [--threads N] [--json out.json] [--quick] [--only SUBSTR,...]``
 
-Every (configuration, implementation, thread count) is measured in its own
-fresh Python process whose thread count is fixed through the environment
-before anything is imported (OMP/OPENBLAS/MKL/FASTNN_NUM_THREADS, plus
-``torch.set_num_threads``). All implementations start from the same weights
-(NumPy ``default_rng(seed)``, float32, PyTorch layout) and train on the same
-batches with the same hyperparameters. A worker warms up, then times
-``repeats`` runs of ``steps`` steps; the parent runs the workers in rounds
-(A B C ... A B C ..., a fresh process each time) so that slow machine drift
-hits every implementation alike, and reports medians over all repeats.
+Each (implementation, thread count) runs in its own fresh Python process
+whose thread count is fixed through the environment before anything is
+imported (OMP/OPENBLAS/MKL/FASTNN_NUM_THREADS, plus ``torch.set_num_threads``).
+All implementations start from the same weights (NumPy ``default_rng(seed)``,
+float32, PyTorch layout) and train on the same batches with the same
+hyperparameters. A configuration is built, warmed up and calibrated on first
+use; then the worker processes take turns timing one repeat each (A B C ...
+A B C ..., the order rotated every round, a pause between turns), so slow
+machine drift hits every implementation alike; the table reports medians.
 
 The "GEMM floor" of a configuration is the time of only the matrix products
 one step needs (training: 3 forward, 3 weight-gradient and 2 input-gradient
@@ -18,9 +18,11 @@ products for the MLP), done with NumPy ``matmul(out=)`` on preallocated
 arrays at the same thread count; fastnn's throughput is reported as a
 percentage of it.
 
-The worker side (``--worker SPEC``) imports only what its implementation
-needs: the NumPy worker loads ``_reference.py`` by path, so neither it nor the
-PyTorch worker ever loads fastnn's compiled core or its OpenMP runtime.
+Workers: ``--serve IMPL THREADS`` (persistent, one JSON request/answer per
+line, used by the parent) and ``--worker SPEC`` (one-shot, used by tests).
+A worker imports only what its implementation needs: the NumPy worker loads
+``_reference.py`` by path, so neither it nor the PyTorch worker ever loads
+fastnn's compiled core or its OpenMP runtime.
 """
 import os
 import sys
@@ -720,6 +722,8 @@ def run_all(thread_counts, quick=False, configs=None, log=sys.stderr, with_torch
                                 losses[key] = res["losses"]
                             if res.get("method"):
                                 methods[key] = res["method"]
+                            if res.get("blas_threads"):
+                                worker_info[f"{impl} {threads}T"]["thread_pools"] = res["blas_threads"]
                             msg = f"{res['rate']:12.1f} {cfg['unit']}/s"
                         elif "skipped" in res:
                             skipped[key] = res["skipped"]
@@ -787,6 +791,13 @@ def summarize(configs, thread_counts, samples, errors, skipped, budget):
                                               if fn_ and med.get("torch_fused") else None)
             row["fastnn_over_best_torch"] = fn_ / torch_best if fn_ and torch_best else None
             row["pct_of_gemm_floor"] = 100.0 * fn_ / med["gemm"] if fn_ and med.get("gemm") else None
+            # fastnn / other within the same round (adjacent turns), median over
+            # rounds: less sensitive to slow drift than the ratio of medians
+            fs = samples.get((cfg["name"], threads, "fastnn"), [])
+            row["paired_ratios"] = {
+                impl: statistics.median(a / b for a, b in zip(fs, other))
+                for impl in ("numpy", "torch", "torch_fused", "gemm")
+                for other in [samples.get((cfg["name"], threads, impl), [])] if fs and other}
             rows.append(row)
     by = {(r["config"], r["threads"]): r for r in rows}
     for r in rows:
@@ -850,7 +861,7 @@ def _fmt_ratio(v, suffix="×"):
 
 def _fmt_target(t):
     if t["value"] is None:
-        return f"? {t['target']}"
+        return f"n/a ({t['target']})"
     mark = "met" if t["met"] else "NOT met"
     v = t["value"]
     val = f"{v:.0f}%" if t["kind"] == "floor" else f"{v:.2f}×"

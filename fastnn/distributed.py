@@ -36,6 +36,7 @@ import numpy as np
 from . import _random
 from . import _validation as V
 from .callbacks import CallbackList, History, ModelCheckpoint
+from .losses import check_sample_weight
 from .optim import clip_grad_norm
 from .parameter import flat_span
 from .progress import progress_bar
@@ -107,32 +108,46 @@ def install_excepthook(comm=None):
 
 
 class _Watchdog:
-    """A daemon thread that aborts the job when one collective call waits more
-    than ``timeout`` seconds (a rank died, hangs, or skipped a collective).
+    """One daemon thread per process that aborts the job when a collective call
+    has waited more than its timeout (a rank died, hangs, or skipped the call).
 
     mpi4py releases the GIL inside blocking MPI calls, so the thread runs while
-    the main thread waits."""
+    the main thread waits. Collectives are made from one thread, so one slot
+    (``state``, replaced atomically) describes the wait in progress."""
 
-    def __init__(self, comm, timeout):
-        self.comm, self.timeout = comm, float(timeout)
-        self.state = None  # (what, since): one attribute, so updates are atomic
-        self._period = min(1.0, max(0.02, self.timeout / 20))
-        threading.Thread(target=self._run, name="fastnn-mpi-watchdog", daemon=True).start()
+    period = 0.25
+
+    def __init__(self):
+        self.state = None  # (comm, what, since, timeout) during a watched call
+        self._thread = None
+
+    def begin(self, comm, what, timeout):
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._run, name="fastnn-mpi-watchdog",
+                                            daemon=True)
+            self._thread.start()
+        self.state = (comm, what, time.monotonic(), timeout)
+
+    def end(self):
+        self.state = None
 
     def _run(self):
         while True:
-            time.sleep(self._period)
+            time.sleep(self.period)
             state = self.state
             if state is None:
                 continue
-            what, since = state
+            comm, what, since, timeout = state
             waited = time.monotonic() - since
-            if waited > self.timeout:
-                _abort(self.comm, (
-                    f"fastnn.distributed: {_where(self.comm)} waited {waited:.1f} s in {what}; "
+            if waited > timeout:
+                _abort(comm, (
+                    f"fastnn.distributed: {_where(comm)} waited {waited:.1f} s in {what}; "
                     f"another rank has died, hangs or skipped this call. Aborting the MPI job "
-                    f"(DistributedTrainer(timeout={self.timeout:g}) or FASTNN_MPI_TIMEOUT sets "
-                    f"the limit)."))
+                    f"(DistributedTrainer(timeout=...) or FASTNN_MPI_TIMEOUT sets the limit, "
+                    f"now {timeout:g} s)."))
+
+
+_WATCHDOG = _Watchdog()
 
 
 def _split(n, size, rank):
@@ -168,37 +183,42 @@ class DistributedTrainer(Trainer):
       blocking Allreduce after backward; a number starts an Iallreduce for each
       ~bucket_cap_mb of finished gradients during the backward pass.
     * ``timeout``: seconds any one collective may wait before the job is
-      aborted (default 300, env FASTNN_MPI_TIMEOUT; None disables).
+      aborted; None means FASTNN_MPI_TIMEOUT or 300, ``math.inf`` never.
 
-    ``self.timings`` accumulates ``steps``, ``step_s`` and ``allreduce_s``
-    (time spent waiting in the gradient reduction).
+    ``self.timings`` accumulates ``steps``, ``step_s``, ``allreduce_s`` (time
+    in the gradient reduction) and ``agree_s`` (time in the small loss/count
+    Allreduce after the forward pass, mostly waiting for the slowest rank).
     """
 
     def __init__(self, model, loss, optimizer, comm=None, scheduler=None, clip_grad_norm=None,
-                 *, bucket_cap_mb=None, timeout="default", abort_on_error=True):
+                 *, bucket_cap_mb=None, timeout=None, abort_on_error=True):
         super().__init__(model, loss, optimizer, scheduler=scheduler,
                          clip_grad_norm=clip_grad_norm)
         MPI = self._MPI = _mpi()
         self.comm = MPI.COMM_WORLD if comm is None else comm
         self.rank, self.size = self.comm.Get_rank(), self.comm.Get_size()
-        if timeout == "default":
-            timeout = float(os.environ.get("FASTNN_MPI_TIMEOUT", DEFAULT_TIMEOUT))
-        if timeout is not None and not timeout > 0:
-            raise ValueError(f"timeout must be a positive number of seconds or None, got {timeout!r}")
+        given = os.environ.get("FASTNN_MPI_TIMEOUT", DEFAULT_TIMEOUT) if timeout is None \
+            else timeout
+        try:
+            timeout = float(given)
+        except (TypeError, ValueError):
+            timeout = float("nan")
+        if isinstance(given, bool) or not timeout > 0:
+            raise ValueError(f"timeout must be a positive number of seconds (math.inf: no "
+                             f"limit) or None, got {given!r}")
         if bucket_cap_mb is not None and not bucket_cap_mb > 0:
-            raise ValueError(f"bucket_cap_mb must be a positive number or None, got {bucket_cap_mb!r}")
+            raise ValueError(f"bucket_cap_mb must be a positive number or None, "
+                             f"got {bucket_cap_mb!r}")
         self.timeout = timeout
         self.abort_on_error = bool(abort_on_error)
-        self.timings = {"steps": 0, "step_s": 0.0, "allreduce_s": 0.0}
+        self.timings = {"steps": 0, "step_s": 0.0, "allreduce_s": 0.0, "agree_s": 0.0}
         self._stats = np.zeros(3)
         self._nsteps = 0
         self._gscaled = None
         self._grad, self._pack = self._gradient_buffer()
-        self._watchdog = None
+        self._watchdog = _WATCHDOG if self.size > 1 and timeout != float("inf") else None
         if self.size > 1:
             install_excepthook(self.comm)
-            if timeout is not None:
-                self._watchdog = _Watchdog(self.comm, timeout)
             self._check_same_setup()
             self.broadcast_state(root=0)
         self._buckets = self._plan_buckets(bucket_cap_mb)
@@ -295,11 +315,11 @@ class DistributedTrainer(Trainer):
         dog = self._watchdog
         if dog is None:
             return fn(*args)
-        dog.state = (what, time.monotonic())
+        dog.begin(self.comm, what, self.timeout)
         try:
             return fn(*args)
         finally:
-            dog.state = None
+            dog.end()
 
     def _agree(self, error, stats, what):
         """Allreduce ``stats`` (sum; last entry the error flag). When any rank
@@ -326,22 +346,23 @@ class DistributedTrainer(Trainer):
             raise exc
         text = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
         _abort(self.comm, f"fastnn.distributed: {_where(self.comm)} failed in {where}:\n{text}"
-                          f"fastnn.distributed: aborting the MPI job so the other ranks do not hang")
+                          "fastnn.distributed: aborting the MPI job so the other ranks "
+                          "do not hang")
 
     # --- one step --------------------------------------------------------------
-    def step(self, x, y):
-        """One data-parallel step on this rank's shard ``(x_local, y_local)``;
-        returns the mean loss over the global batch (all shards)."""
+    def step(self, x, y, sample_weight=None):
+        """One data-parallel step on this rank's shard ``(x_local, y_local)``
+        (and its ``sample_weight``); returns the mean loss over the global batch."""
         t0 = time.perf_counter()
         if self.size == 1:
-            value = super().step(x, y)
+            value = super().step(x, y, sample_weight)
         else:
-            value = self._step(x, y)
+            value = self._step(x, y, sample_weight)
         self.timings["steps"] += 1
         self.timings["step_s"] += time.perf_counter() - t0
         return value
 
-    def _step(self, x, y):
+    def _step(self, x, y, sample_weight):
         self._nsteps += 1
         n, value, error = 0, 0.0, None
         try:  # everything that may reject the batch happens before any rank changes anything
@@ -354,12 +375,15 @@ class DistributedTrainer(Trainer):
                 n = x.shape[0]
                 self.model.train()
                 out = self.model._forward(x)
-                value = self.loss(out, y)
+                value = self.loss(out, y, sample_weight)
+                self._last_output = out
         except Exception as exc:  # noqa: BLE001 - reported on every rank by _agree
             error, n, value = exc, 0, 0.0
         stats = self._stats
         stats[0], stats[1] = n, n * value
+        t0 = time.perf_counter()
         self._agree(error, stats, f"Allreduce of the loss (step {self._nsteps})")
+        self.timings["agree_s"] += time.perf_counter() - t0
         total = stats[0]
         if total == 0:
             err = ValueError("x is an empty batch on every rank")
@@ -391,17 +415,20 @@ class DistributedTrainer(Trainer):
         """Backward with the (already n_r/N-scaled) output gradient, then sum
         the gradients over ranks."""
         MPI = self._MPI
-        if self._buckets is None or g is None:
+        if self._buckets is None:
             if g is not None:
                 self.model._backward(g, False, False)
             self._allreduce_grads()
             return
+        # Every rank must issue the same bucket reductions in the same order,
+        # including a rank with an empty shard (g is None: zero gradients).
         stages = self.model._stages
         cuts = self._buckets
         first = cuts[-1][0]
         reqs, k = [], 0
         for i in range(len(stages) - 1, first - 1, -1):
-            g = stages[i]._backward(g, False, i > first)
+            if g is not None:
+                g = stages[i]._backward(g, False, i > first)
             if k < len(cuts) and cuts[k][0] == i:
                 reqs.append(self.comm.Iallreduce(MPI.IN_PLACE, cuts[k][1], MPI.SUM))
                 k += 1
@@ -448,16 +475,18 @@ class DistributedTrainer(Trainer):
         return stats[1] / stats[0]
 
     # --- metrics ------------------------------------------------------------------
-    def evaluate(self, X, y, batch_size=1024):
+    def evaluate(self, X, y, batch_size=1024, sample_weight=None):
         """Loss (and accuracy) over all of (X, y), each rank scoring a contiguous
         share of the rows; every rank returns the same result."""
         if self.size == 1:
-            return super().evaluate(X, y, batch_size)
+            return super().evaluate(X, y, batch_size, sample_weight)
         error, total, hits, n = None, 0.0, [0, 0], 0
         try:
             batch_size = V.positive_int(batch_size, "batch_size")
             X, y = self._check_xy(X, y)
             y = np.asarray(y)
+            w = None if sample_weight is None else \
+                check_sample_weight(sample_weight, len(X), X.dtype)
             lo, hi = _split(len(X), self.size, self.rank)
             was_training = self.model.training
             self.model.eval()
@@ -465,7 +494,7 @@ class DistributedTrainer(Trainer):
                 for i in range(lo, hi, batch_size):
                     j = min(i + batch_size, hi)
                     out = self.model._forward(X[i:j])
-                    total += self.loss(out, y[i:j]) * len(out)
+                    total += self.loss(out, y[i:j], None if w is None else w[i:j]) * len(out)
                     hits = _add_hits(hits, self._correct(out, y[i:j]))
             finally:
                 self.model.train(was_training)
@@ -538,21 +567,25 @@ class DistributedTrainer(Trainer):
     # --- the loop -------------------------------------------------------------------
     def fit(self, X, y, epochs=1, batch_size=32, validation_data=None, validation_split=None,
             shuffle=True, seed=None, callbacks=(), progress=True, sample_weight=None):
-        """Like ``Trainer.fit``, data-parallel: ``batch_size`` is the global batch."""
+        """Like ``Trainer.fit``, data-parallel: every rank passes the same full
+        data, ``batch_size`` is the global batch and each rank trains on its
+        contiguous slice of every global batch."""
         if self.size == 1:
             return super().fit(X, y, epochs=epochs, batch_size=batch_size,
                                validation_data=validation_data, validation_split=validation_split,
                                shuffle=shuffle, seed=seed, callbacks=callbacks, progress=progress,
                                sample_weight=sample_weight)
-        error, signature = None, None
+        error, signature, args = None, None, None
         try:
-            X, y, validation_data, epochs, batch_size = self._fit_args(
-                X, y, epochs, batch_size, validation_data, validation_split, sample_weight)
-            signature = (X.shape, str(X.dtype), np.shape(y), epochs, batch_size, bool(shuffle),
-                         seed, validation_data is not None,
-                         float(np.sum(X, dtype=np.float64)),
-                         float(np.sum(np.asarray(y, dtype=np.float64))))
-            callbacks = CallbackList([History(), *callbacks])
+            args = self._fit_args(X, y, epochs, batch_size, validation_data, validation_split,
+                                  sample_weight)
+            X, y, validation_data, sample_weight = args[:4]
+            signature = (X.shape, str(X.dtype), y.shape, args[4], args[5], bool(shuffle), seed,
+                         validation_data is not None, sample_weight is not None,
+                         float(np.sum(X, dtype=np.float64)), float(np.sum(y, dtype=np.float64)),
+                         None if sample_weight is None else float(np.sum(sample_weight,
+                                                                         dtype=np.float64)))
+            callbacks = CallbackList([*callbacks, History()])  # History last, as in Trainer.fit
         except Exception as exc:  # noqa: BLE001
             error = exc
         self._agree(error, np.zeros(1), "Allreduce of fit's argument checks")
@@ -561,7 +594,7 @@ class DistributedTrainer(Trainer):
         for r, theirs in enumerate(signatures):
             if theirs != signature:
                 exc = ValueError(f"fit: rank {r} was given different data or arguments than rank "
-                                 f"{self.rank} (shape, dtype, epochs, batch_size, shuffle, seed, "
+                                 f"{self.rank} (shapes, dtype, epochs, batch_size, shuffle, seed, "
                                  f"checksums: {theirs} vs {signature}); every rank must pass the "
                                  f"same full dataset")
                 exc._fastnn_collective = True
@@ -570,18 +603,19 @@ class DistributedTrainer(Trainer):
             seed = int(_random.generator().integers(0, 2**63 - 1)) if self.rank == 0 else None
             seed = self._collective("bcast of the shuffling seed", self.comm.bcast, seed, 0)
         try:
-            return self._fit_loop(X, y, epochs, batch_size, validation_data, shuffle, seed,
-                                  callbacks, progress)
+            return self._fit_loop(X, y, sample_weight, args[4], args[5], validation_data,
+                                  shuffle, seed, callbacks, progress)
         except Exception as exc:  # noqa: BLE001
             self._fail(exc, "fit")
 
     def _fit_args(self, X, y, epochs, batch_size, validation_data, validation_split, sample_weight):
-        """Trainer.fit's checks (same messages), returning the training split."""
+        """Trainer.fit's checks, same order and messages: (X, y, validation_data,
+        sample_weight, epochs, batch_size) of the training split."""
         epochs = V.positive_int(epochs, "epochs")
         batch_size = V.positive_int(batch_size, "batch_size")
-        if sample_weight is not None:
-            raise NotImplementedError("sample_weight is not supported yet")
         X = self.model._check_input(X)
+        if sample_weight is not None:
+            sample_weight = check_sample_weight(sample_weight, len(X), X.dtype)
         y = np.asarray(y)
         if y.shape[:1] != X.shape[:1]:
             raise ValueError(f"X and y must have the same number of samples, got {len(X)} and "
@@ -595,18 +629,22 @@ class DistributedTrainer(Trainer):
             if cut <= 0 or cut >= len(X):
                 raise ValueError(f"validation_split={validation_split} leaves an empty split")
             X, y, validation_data = X[:cut], y[:cut], (X[cut:], y[cut:])
+            if sample_weight is not None:
+                sample_weight = sample_weight[:cut]
+        y = self._check_targets(X, y, "y")
         if validation_data is not None:
             if not isinstance(validation_data, (tuple, list)) or len(validation_data) != 2:
                 raise ValueError("validation_data must be a pair (X_val, y_val)")
-        out_shape = self.model._forward(X[:1]).shape[1:]
-        self.loss._check_target(np.zeros((len(X),) + out_shape, self.model.dtype), y)
-        return X, y, validation_data, epochs, batch_size
+            Xv = self.model._check_input(validation_data[0])
+            validation_data = (Xv, self._check_targets(Xv, validation_data[1],
+                                                       "validation_data y"))
+        return X, y, validation_data, sample_weight, epochs, batch_size
 
-    def _fit_loop(self, X, y, epochs, batch_size, validation_data, shuffle, seed, callbacks,
-                  progress):
+    def _fit_loop(self, X, y, sample_weight, epochs, batch_size, validation_data, shuffle, seed,
+                  callbacks, progress):
         rng = np.random.default_rng(seed)
         root = self.rank == 0
-        history = callbacks.callbacks[0]
+        history = callbacks.callbacks[-1]
         if not root:  # only rank 0 writes checkpoints
             callbacks = CallbackList([cb for cb in callbacks if not isinstance(cb, ModelCheckpoint)
                                       and not getattr(cb, "rank_zero_only", False)])
@@ -618,7 +656,7 @@ class DistributedTrainer(Trainer):
         xb_full = np.empty((share,) + X.shape[1:], X.dtype)
         yb_full = np.empty((share,) + y.shape[1:], y.dtype)
         classify = self._correct_kind()
-        flags = np.zeros(3)
+        flags = np.zeros(1)
         logs = {}
         for epoch in range(epochs):
             callbacks.on_epoch_begin(epoch, logs)
@@ -632,10 +670,10 @@ class DistributedTrainer(Trainer):
                 xb, yb = xb_full[:len(mine)], yb_full[:len(mine)]
                 np.take(X, mine, axis=0, out=xb)
                 np.take(y, mine, axis=0, out=yb)
-                value = self.step(xb, yb)
+                value = self.step(xb, yb, None if sample_weight is None else sample_weight[mine])
                 total += value * len(idx)
                 if len(mine) and classify:
-                    hits = _add_hits(hits, self._correct(self.model._out, yb))
+                    hits = _add_hits(hits, self._correct(self._last_output, yb))
                 callbacks.on_batch_end(b, {"loss": value, "size": len(idx)})
                 bar.update(1, loss=f"{value:.4f}")
             bar.close()
@@ -652,7 +690,7 @@ class DistributedTrainer(Trainer):
             # Stop when any rank's callbacks asked to, so all ranks leave together.
             flags[0] = 1.0 if self.stop_training else 0.0
             self._collective("Allreduce of stop_training", self.comm.Allreduce,
-                             self._MPI.IN_PLACE, flags[:1], self._MPI.MAX)
+                             self._MPI.IN_PLACE, flags, self._MPI.MAX)
             self.stop_training = bool(flags[0])
             self.check_in_sync()
             if self.stop_training:
@@ -688,7 +726,7 @@ def mpirun_command(n, threads_per_rank=1, mpirun=None):
         raise FileNotFoundError("no mpirun or mpiexec found: pip install 'fastnn[mpi]'")
     n, k = int(n), int(threads_per_rank)
     version = subprocess.run([exe, "--version"], capture_output=True, text=True,
-                             timeout=60).stdout + ""
+                             timeout=60).stdout
     env = dict(os.environ, OMP_NUM_THREADS=str(k), FASTNN_NUM_THREADS=str(k))
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     if "Open MPI" in version or "OpenRTE" in version:

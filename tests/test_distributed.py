@@ -12,6 +12,7 @@ import os
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 
 import numpy as np
@@ -22,7 +23,11 @@ HERE = os.path.abspath(__file__)
 
 # --- the launcher side (pytest) -------------------------------------------------------------
 def _require_mpi():
-    if importlib.util.find_spec("mpi4py") is None:
+    try:
+        found = importlib.util.find_spec("mpi4py") is not None
+    except (ImportError, ValueError):
+        found = False
+    if not found:
         pytest.skip("mpi4py is not installed (pip install '.[mpi]')")
     from fastnn.distributed import find_mpirun
     if find_mpirun() is None:
@@ -39,8 +44,10 @@ def run_mpi(scenario, *args, n=2, timeout=60, module=None):
     target = ["-m", module] if module else [HERE]
     cmd = argv + [sys.executable] + target + [scenario, *map(str, args)]
     t0 = time.monotonic()
+    # A neutral cwd: `python -m fastnn` run from an unbuilt checkout would import
+    # the source tree instead of the installed package.
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True, start_new_session=True)
+                            text=True, start_new_session=True, cwd=tempfile.gettempdir())
     try:
         out, err = proc.communicate(timeout=timeout)
     except subprocess.TimeoutExpired:
@@ -68,7 +75,8 @@ def test_import_fastnn_does_not_need_mpi():
     code = ("import sys, fastnn, fastnn.distributed as d; "
             "assert 'mpi4py' not in sys.modules, 'mpi4py imported eagerly'; "
             "assert callable(d.DistributedTrainer) and callable(d.run_demo)")
-    subprocess.run([sys.executable, "-c", code], check=True, timeout=60)
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=60,
+                   cwd=tempfile.gettempdir())
 
 
 @pytest.mark.parametrize("n", [2, 1])
@@ -85,15 +93,24 @@ def test_equivalent_to_one_process_with_the_global_batch(n):
         assert r["ranks_identical"], r  # replicas stay bit-identical
 
 
-def test_fit_matches_single_process_fit():
-    results = _ok("fit")
-    (r,) = results
-    assert r["max_param_diff"] <= 1e-12
-    for key in ("loss", "accuracy", "val_loss", "val_accuracy"):
-        assert r["history_diff"][key] <= 1e-12, (key, r)
-    assert r["saves_per_rank"][0] == r["epochs"] and r["saves_per_rank"][1] == 0
-    assert r["restored_from_checkpoint"]
-    assert r["evaluate_diff"] <= 1e-12
+@pytest.mark.parametrize("n", [2, 1])
+def test_fit_matches_single_process_fit(n):
+    """fit on n ranks with global batch B == Trainer.fit with batch B: weights,
+    history (reduced metrics) and evaluate; with sample weights and early
+    stopping too; only rank 0 writes checkpoints; save/load round trip."""
+    results = _ok("fit", n=n)
+    assert [r["variant"] for r in results] == ["plain", "weighted+early stop"]
+    for r in results:
+        assert r["max_param_diff"] <= 1e-12, r
+        assert r["epochs_run"] == r["ref_epochs_run"], r
+        for key in ("loss", "accuracy", "val_loss", "val_accuracy"):
+            assert r["history_diff"][key] <= 1e-12, (key, r)
+        assert r["evaluate_diff"] <= 1e-12, r
+    plain = results[0]
+    assert plain["saves_per_rank"][0] == plain["epochs_run"] == 4
+    assert not any(plain["saves_per_rank"][1:])
+    assert plain["restored_from_checkpoint"]
+    assert results[1]["epochs_run"] < 6  # early stopping stopped every rank together
 
 
 def test_rejected_batch_raises_on_every_rank_and_changes_nothing():
@@ -106,6 +123,9 @@ def test_rejected_batch_raises_on_every_rank_and_changes_nothing():
     assert by_case["different data per rank"]["raised"] == ["ValueError", "ValueError"]
     assert by_case["empty everywhere"]["raised"] == ["ValueError", "ValueError"]
     assert by_case["different model"]["raised"] == ["ValueError", "ValueError"]
+    assert "0.weight" in by_case["different model"]["message"]
+    assert by_case["bad timeout"]["raised"] == ["ValueError", "ValueError"]
+    assert by_case["bad bucket"]["raised"] == ["ValueError", "ValueError"]
 
 
 @pytest.mark.parametrize("how", ["uncaught", "in_step"])
@@ -169,6 +189,7 @@ def _equivalence(comm):
         dict(dtype="float64", opt="sgd", batches=[1, 6], bucket=None),            # empty shard
         dict(dtype="float64", opt="adam", batches=[8], bucket=1e-4),              # buckets
         dict(dtype="float32", opt="sgd", batches=[8], bucket=1e-4),
+        dict(dtype="float64", opt="adam", batches=[1, 6], bucket=1e-4),           # both
         dict(dtype="float64", opt="sgd", batches=[8], bucket=None, clip=0.05, sched=True),
         dict(dtype="float64", opt="adam", batches=[3 * size, size + 1], bucket=None,
              hook=True),  # the base Trainer.step + _reduce_gradients hook
@@ -214,9 +235,7 @@ def _equivalence(comm):
                     max_loss_diff=loss_diff, ranks_identical=identical)
 
 
-def _fit(comm, tmpdir=None):
-    import tempfile
-
+def _fit(comm):
     import fastnn as fn
     import fastnn.io
     from fastnn.distributed import DistributedTrainer
@@ -233,41 +252,52 @@ def _fit(comm, tmpdir=None):
     data = np.random.default_rng(3)
     X = data.standard_normal((93, 6))
     y = (X[:, 0] + X[:, 1] > 0).astype(np.int64) + (X[:, 2] > 1)
+    w = data.uniform(0.2, 2.0, len(X))
     Xv, yv = X[:30] * 1.1, y[:30]
-    epochs = 4
-    tmpdir = tmpdir or comm.bcast(tempfile.mkdtemp() if rank == 0 else None)
+    tmpdir = comm.bcast(tempfile.mkdtemp() if rank == 0 else None)
 
     def make(seed):
         model = _mlp(fn, seed, "float64")
-        opt = fn.Adam(model.parameters(), lr=1e-2)
-        return model, opt
+        return model, fn.Adam(model.parameters(), lr=1e-2)
 
-    model, opt = make(5 + rank)
-    trainer = DistributedTrainer(model, fn.CrossEntropyLoss(), opt, comm=comm, timeout=60)
-    ckpt = fn.ModelCheckpoint(os.path.join(tmpdir, "e{epoch}.npz"))
-    hist = trainer.fit(X, y, epochs=epochs, batch_size=10, validation_data=(Xv, yv), seed=11,
-                       callbacks=[ckpt], progress=False)
-    ev = trainer.evaluate(Xv, yv, batch_size=7)
-    counts = comm.gather(len(saves), root=0)
-    after_fit = _flat(model)
-    # save/load: rank 0 writes, everyone gets the weights back (rank 1 by broadcast)
-    path = os.path.join(tmpdir, "trainer.npz")
-    trainer.save(path)
-    model._flat.data[...] = rank + 0.5
-    trainer.load(path)
-    restored = bool(comm.allreduce(int(np.array_equal(_flat(model), after_fit)), op=_land()))
-    if rank == 0:
-        ref_model, ref_opt = make(5)
-        ref = fn.Trainer(ref_model, fn.CrossEntropyLoss(), ref_opt)
-        ref_hist = ref.fit(X, y, epochs=epochs, batch_size=10, validation_data=(Xv, yv), seed=11,
-                           progress=False)
-        ref_ev = ref.evaluate(Xv, yv)
-        hdiff = {k: float(np.max(np.abs(np.subtract(hist.history[k], ref_hist.history[k]))))
-                 for k in ref_hist.history}
-        _result(comm, max_param_diff=float(np.max(np.abs(after_fit - _flat(ref_model)))),
-                history_diff=hdiff, saves_per_rank=counts, epochs=epochs,
-                restored_from_checkpoint=restored,
-                evaluate_diff=max(abs(ev[k] - ref_ev[k]) for k in ref_ev))
+    for variant in ("plain", "weighted+early stop"):
+        weighted = variant != "plain"
+        kwargs = dict(epochs=6 if weighted else 4, batch_size=10, validation_data=(Xv, yv),
+                      seed=11, progress=False, sample_weight=w if weighted else None)
+
+        def callbacks():
+            if weighted:  # stops after epoch 2: the loss never improves by 10
+                return [fn.EarlyStopping(monitor="loss", min_delta=10.0, patience=1)]
+            return [fn.ModelCheckpoint(os.path.join(tmpdir, "e{epoch}.npz"))]
+
+        model, opt = make(5 + rank)
+        trainer = DistributedTrainer(model, fn.CrossEntropyLoss(), opt, comm=comm, timeout=60)
+        del saves[:]
+        hist = trainer.fit(X, y, callbacks=callbacks(), **kwargs)
+        ev = trainer.evaluate(Xv, yv, batch_size=7, sample_weight=w[:30] if weighted else None)
+        counts = comm.gather(len(saves), root=0)
+        after_fit = _flat(model)
+        # save/load: rank 0 writes, everyone gets the weights back (rank 1 by broadcast)
+        path = os.path.join(tmpdir, f"trainer-{weighted}.npz")
+        trainer.save(path)
+        model._flat.data[...] = rank + 0.5
+        trainer.load(path)
+        restored = bool(comm.allreduce(int(np.array_equal(_flat(model), after_fit)),
+                                       op=_land()))
+        if rank == 0:
+            ref_model, ref_opt = make(5)
+            ref = fn.Trainer(ref_model, fn.CrossEntropyLoss(), ref_opt)
+            ref_hist = ref.fit(X, y, callbacks=callbacks(), **kwargs)
+            ref_ev = ref.evaluate(Xv, yv, sample_weight=w[:30] if weighted else None)
+            hdiff = {k: float(np.max(np.abs(np.subtract(hist.history[k], ref_hist.history[k]))))
+                     for k in ref_hist.history}
+            _result(comm, variant=variant,
+                    max_param_diff=float(np.max(np.abs(after_fit - _flat(ref_model)))),
+                    history_diff=hdiff, saves_per_rank=counts,
+                    epochs_run=len(hist.history["loss"]),
+                    ref_epochs_run=len(ref_hist.history["loss"]),
+                    restored_from_checkpoint=restored,
+                    evaluate_diff=max(abs(ev[k] - ref_ev[k]) for k in ref_ev))
 
 
 def _land():
@@ -322,6 +352,11 @@ def _errors(comm):
     kind, message = attempt(lambda: DistributedTrainer(
         other, fn.CrossEntropyLoss(), fn.SGD(other.parameters(), lr=0.1), comm=comm, timeout=60))
     _result(comm, case="different model", raised=comm.gather(kind, root=0), message=message)
+
+    for case, kw in (("bad timeout", dict(timeout=-1)), ("bad bucket", dict(bucket_cap_mb=0))):
+        kind, message = attempt(lambda: DistributedTrainer(
+            model, fn.CrossEntropyLoss(), opt, comm=comm, **kw))
+        _result(comm, case=case, raised=comm.gather(kind, root=0), message=message)
 
 
 def _crash(comm, how):

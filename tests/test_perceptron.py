@@ -70,7 +70,9 @@ def test_separable_data_converges_without_warning():
 
 
 @settings(max_examples=25, deadline=None)
-@given(seed=st.integers(0, 10_000), lr=st.sampled_from([1.0, 0.1, 2.5]),
+# Learning rates that are powers of two keep integer data exact, so a score of
+# exactly 0 (a mistake) is decided the same way whatever the summation order.
+@given(seed=st.integers(0, 10_000), lr=st.sampled_from([1.0, 0.125, 2.0]),
        n=st.integers(1, 60), d=st.integers(1, 5), separable_data=st.booleans())
 def test_matches_the_textbook_rule(seed, lr, n, d, separable_data):
     rng = np.random.default_rng(seed)
