@@ -34,6 +34,14 @@ typedef struct {
     void *Z, *Y, *dY, *dZ, *dX; /* workspaces: Z only for GELU, dZ may be dY, dX NULL first */
 } fnn_dense;
 
+/* An optional embedding in front of a dense stack: ids (n, k) -> rows of E,
+ * concatenated into X0 (n, k*dim); the backward scatter-adds dX0 into dE. */
+typedef struct {
+    int64_t num;
+    int dim, k;
+    void *E, *dE, *X0, *dX0;
+} fnn_embed;
+
 enum { FNN_LOSS_MSE = 0, FNN_LOSS_CE_LABELS = 1, FNN_LOSS_CE_PROBS = 2, FNN_LOSS_BCE = 3,
        FNN_LOSS_BCE_LOGITS = 4 };
 enum { FNN_OPT_SGD = 0, FNN_OPT_ADAM = 1, FNN_OPT_ADAMW = 2, FNN_OPT_RMSPROP = 3 };

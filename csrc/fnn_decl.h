@@ -57,12 +57,15 @@ void FNN_S(fnn_embedding_backward)(int64_t n, int dim, int64_t num, const int64_
                                    const FNN_T *gout, FNN_T *gW, int accumulate);
 
 /* Forward through a dense stack; the output is the last layer's Y. */
-void FNN_S(fnn_dense_forward)(int n, int nl, const fnn_dense *L, const FNN_T *X);
+void FNN_S(fnn_dense_forward)(int n, int nl, const fnn_dense *L, const FNN_T *X,
+                              const fnn_embed *emb, const int64_t *ids);
 /* One whole training step of a dense stack in one call: forward, loss (value
  * returned, gradient into the last dY), backward, clipping to max_norm (if > 0;
  * the norm before clipping goes to *norm), and the optimizer update over the flat
- * parameter buffer p with gradients g and state s0..s2 (see fnn_*_opt args). */
-double FNN_S(fnn_dense_step)(int n, int nl, const fnn_dense *L, const FNN_T *X, int loss,
+ * parameter buffer p with gradients g and state s0..s2 (see fnn_*_opt args).
+ * With emb, the input is ids (X unused) and E's gradient is part of g. */
+double FNN_S(fnn_dense_step)(int n, int nl, const fnn_dense *L, const FNN_T *X,
+                             const fnn_embed *emb, const int64_t *ids, int loss,
                              const int64_t *labels, const FNN_T *target, FNN_T smoothing,
                              double max_norm, double *norm, int opt, const double *h,
                              int64_t np_, FNN_T *p, FNN_T *g, FNN_T *s0, FNN_T *s1, FNN_T *s2,

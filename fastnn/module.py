@@ -198,15 +198,25 @@ class Sequential(Module):
         return stages
 
     def _dense_program(self, n):
-        """The compiled whole-stack program for batch size n, when every stage is a
-        (possibly activation-fused) Linear; else None."""
+        """The compiled whole-stack program for batch size n, when the stages are
+        (possibly activation-fused) Linear layers, optionally behind an
+        Embedding + Flatten; else None."""
         prog = self._programs.get(n)
         if prog is None and n > 0:
-            from .layers import Linear
-            if not all(type(s) is Linear for s in self._stages):
+            from .layers import Embedding, Flatten, Linear
+            stages, embedding = self._stages, None
+            if (len(stages) > 2 and type(stages[0]) is Embedding and type(stages[1]) is Flatten
+                    and type(stages[2]) is Linear):
+                emb = stages[0]
+                k, rem = divmod(stages[2].in_features, emb.embedding_dim)
+                if rem:
+                    return None
+                embedding = (emb.weight.data, emb.weight.grad, k)
+                stages = stages[2:]
+            if not all(type(s) is Linear for s in stages):
                 return None
             specs = []
-            for s in self._stages:
+            for s in stages:
                 b = s.bias
                 specs.append((s.weight.data, None if b is None else b.data, s.weight.grad,
                               None if b is None else b.grad,
@@ -214,7 +224,7 @@ class Sequential(Module):
                               s._act.slope if s._act else 0.0))
             if len(self._programs) >= 4:  # a few batch sizes (train, last batch, eval)
                 self._programs.clear()
-            prog = self._programs[n] = _ops.DenseProgram(specs, n, self._dtype)
+            prog = self._programs[n] = _ops.DenseProgram(specs, n, self._dtype, embedding)
         return prog
 
     def zero_grad(self):

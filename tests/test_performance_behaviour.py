@@ -126,3 +126,23 @@ def test_openmp_enabled_in_this_build():
         pytest.skip("serial build requested")
     from fastnn._kernels import _ops
     assert _ops.openmp_enabled()
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_fused_embedding_step_equals_checked_step(dtype):
+    """Embedding + Flatten + dense stack (the language model) also runs as one call."""
+    def run(fused):
+        fn.seed(0)
+        model = fn.Sequential(fn.Embedding(50, 8), fn.Flatten(), fn.Linear(32, 64), fn.Tanh(),
+                              fn.Linear(64, 50), dtype=dtype)
+        trainer = fn.Trainer(model, fn.CrossEntropyLoss(), fn.Adam(model.parameters(), lr=1e-2),
+                             clip_grad_norm=1.0)
+        rng = np.random.default_rng(1)
+        x, y = rng.integers(0, 50, (64, 4)), rng.integers(0, 50, 64)
+        assert trainer._fused_program(x) is not None
+        losses = [trainer.step(x, y) if fused else trainer._checked_step(x, y) for _ in range(10)]
+        return np.array(losses), model._flat.data.copy()
+
+    (la, wa), (lb, wb) = run(True), run(False)
+    np.testing.assert_array_equal(la, lb)
+    np.testing.assert_array_equal(wa, wb)

@@ -27,6 +27,13 @@ cdef extern from "fnn.h" nogil:
         void *dY
         void *dZ
         void *dX
+    ctypedef struct fnn_embed:
+        int64_t num
+        int dim, k
+        void *E
+        void *dE
+        void *X0
+        void *dX0
     enum:
         FNN_LOSS_MSE
         FNN_LOSS_CE_LABELS
@@ -89,7 +96,7 @@ cdef extern from "fnn.h" nogil:
     void fnn_dropout_forward_f64(int64_t n, double *x, double *y, double *mask, double p, uint64_t seed) noexcept
     void fnn_embedding_forward_f64(int64_t n, int dim, int64_t *idx, double *W, double *out) noexcept
     void fnn_embedding_backward_f64(int64_t n, int dim, int64_t num, int64_t *idx, double *gout, double *gW, int accumulate) noexcept
-    void fnn_dense_forward_f32(int n, int nl, fnn_dense *L, float *X) noexcept
-    double fnn_dense_step_f32(int n, int nl, fnn_dense *L, float *X, int loss, int64_t *labels, float *target, float smoothing, double max_norm, double *norm, int opt, double *h, int64_t np_, float *p, float *g, float *s0, float *s1, float *s2, int64_t step, int first) noexcept
-    void fnn_dense_forward_f64(int n, int nl, fnn_dense *L, double *X) noexcept
-    double fnn_dense_step_f64(int n, int nl, fnn_dense *L, double *X, int loss, int64_t *labels, double *target, double smoothing, double max_norm, double *norm, int opt, double *h, int64_t np_, double *p, double *g, double *s0, double *s1, double *s2, int64_t step, int first) noexcept
+    void fnn_dense_forward_f32(int n, int nl, fnn_dense *L, float *X, fnn_embed *emb, int64_t *ids) noexcept
+    double fnn_dense_step_f32(int n, int nl, fnn_dense *L, float *X, fnn_embed *emb, int64_t *ids, int loss, int64_t *labels, float *target, float smoothing, double max_norm, double *norm, int opt, double *h, int64_t np_, float *p, float *g, float *s0, float *s1, float *s2, int64_t step, int first) noexcept
+    void fnn_dense_forward_f64(int n, int nl, fnn_dense *L, double *X, fnn_embed *emb, int64_t *ids) noexcept
+    double fnn_dense_step_f64(int n, int nl, fnn_dense *L, double *X, fnn_embed *emb, int64_t *ids, int loss, int64_t *labels, double *target, double smoothing, double max_norm, double *norm, int opt, double *h, int64_t np_, double *p, double *g, double *s0, double *s1, double *s2, int64_t step, int first) noexcept

@@ -505,15 +505,19 @@ cdef class DenseProgram:
     forward pass each run as one C call, over workspaces allocated here once.
 
     specs: one (W, b, dW, db, act, slope) per layer, W of shape (out, in); the
-    arrays must stay alive and in place (they are the model's flat-buffer views)."""
+    arrays must stay alive and in place (they are the model's flat-buffer views).
+    embedding: optional (E, dE, k): the input is then int64 ids (n, k), looked up
+    in E (num, dim) and concatenated, so the first layer takes k*dim features."""
 
     cdef fnn_dense *layers
+    cdef fnn_embed emb
+    cdef bint has_emb
     cdef readonly int nl, n, n_in, n_out
     cdef int typenum
     cdef object arrays
     cdef readonly object output
 
-    def __cinit__(self, list specs, int n, object dtype):
+    def __cinit__(self, list specs, int n, object dtype, embedding=None):
         self.layers = NULL
         dt = np.dtype(dtype)
         if dt != np.float32 and dt != np.float64:
@@ -560,12 +564,35 @@ cdef class DenseProgram:
             l += 1
         self.n_in = self.layers[0].n_in
         self.n_out = prev_out
+        self.has_emb = embedding is not None
+        if self.has_emb:
+            E, dE, k = embedding
+            if (not isinstance(E, np.ndarray) or E.dtype != dt or E.ndim != 2
+                    or not E.flags.c_contiguous or not isinstance(dE, np.ndarray)
+                    or dE.shape != E.shape or dE.dtype != dt or not dE.flags.c_contiguous):
+                raise ValueError("DenseProgram: embedding tables must be C-contiguous 2-D arrays")
+            if k <= 0 or k * E.shape[1] != self.n_in:
+                raise ValueError(f"DenseProgram: {k} ids of dim {E.shape[1]} do not give the "
+                                 f"first layer's {self.n_in} features")
+            X0 = np.empty((n, self.n_in), dt)
+            dX0 = np.empty((n, self.n_in), dt)
+            self.arrays.extend([E, dE, X0, dX0])
+            self.emb.num, self.emb.dim, self.emb.k = E.shape[0], E.shape[1], k
+            self.emb.E, self.emb.dE = _ptr(E), _ptr(dE)
+            self.emb.X0, self.emb.dX0 = _ptr(X0), _ptr(dX0)
+            self.layers[0].dX = self.emb.dX0
+            self.n_in = k
 
     def __dealloc__(self):
         free(self.layers)
 
     def accepts(self, x):
-        """True when x is a finite C-contiguous (n, in) batch of the program's dtype."""
+        """True when x is a finite C-contiguous (n, in) batch of the program's dtype
+        (with an embedding: int64 ids (n, k), all in range)."""
+        if self.has_emb:
+            return (_is_batch(x, cnp.NPY_INT64, self.n, self.n_in) and
+                    bool(fnn_labels_in_range(<int64_t>self.n * self.n_in, <int64_t *>_ptr(x),
+                                             self.emb.num)))
         if not _is_batch(x, self.typenum, self.n, self.n_in):
             return False
         cdef cnp.ndarray arr = <cnp.ndarray>x
@@ -574,16 +601,21 @@ cdef class DenseProgram:
             return bool(fnn_all_finite_f32(size, <float *>cnp.PyArray_DATA(arr)))
         return bool(fnn_all_finite_f64(size, <double *>cnp.PyArray_DATA(arr)))
 
+    cdef inline bint _input_ok(self, x):
+        return _is_batch(x, cnp.NPY_INT64 if self.has_emb else self.typenum, self.n, self.n_in)
+
     def forward(self, x):
         """The output workspace after a forward pass (caller checked x with accepts)."""
-        if not _is_batch(x, self.typenum, self.n, self.n_in):
+        if not self._input_ok(x):
             raise ValueError("DenseProgram.forward: x does not match the program")
-        cdef void *px = _ptr(x)
+        cdef void *px = NULL if self.has_emb else _ptr(x)
+        cdef int64_t *ids = <int64_t *>_ptr(x) if self.has_emb else NULL
+        cdef fnn_embed *emb = &self.emb if self.has_emb else NULL
         with nogil:
             if self.typenum == cnp.NPY_FLOAT32:
-                fnn_dense_forward_f32(self.n, self.nl, self.layers, <float *>px)
+                fnn_dense_forward_f32(self.n, self.nl, self.layers, <float *>px, emb, ids)
             else:
-                fnn_dense_forward_f64(self.n, self.nl, self.layers, <double *>px)
+                fnn_dense_forward_f64(self.n, self.nl, self.layers, <double *>px, emb, ids)
         return self.output
 
     def target_ok(self, y, int loss):
@@ -625,7 +657,7 @@ cdef class DenseProgram:
             raise ValueError("DenseProgram.step: at most 6 hyperparameters")
         for i in range(len(hyper)):
             h[i] = hyper[i]
-        if not (_is_batch(x, self.typenum, self.n, self.n_in)
+        if not (self._input_ok(x)
                 and cnp.PyArray_TYPE(p) == self.typenum and cnp.PyArray_TYPE(g) == self.typenum
                 and cnp.PyArray_IS_C_CONTIGUOUS(p) and cnp.PyArray_IS_C_CONTIGUOUS(g)
                 and cnp.PyArray_SIZE(p) == cnp.PyArray_SIZE(g)):
@@ -635,7 +667,9 @@ cdef class DenseProgram:
                 raise ValueError("DenseProgram.step: optimizer state does not match")
         cdef int64_t np_ = cnp.PyArray_SIZE(p)
         cdef double norm = -1.0, value
-        cdef void *px = _ptr(x)
+        cdef void *px = NULL if self.has_emb else _ptr(x)
+        cdef int64_t *ids = <int64_t *>_ptr(x) if self.has_emb else NULL
+        cdef fnn_embed *emb = &self.emb if self.has_emb else NULL
         cdef void *py = _ptr(y)
         cdef void *pp = _ptr(p)
         cdef void *pg = _ptr(g)
@@ -645,12 +679,14 @@ cdef class DenseProgram:
         cdef int64_t *labels = <int64_t *>py if loss == FNN_LOSS_CE_LABELS else NULL
         with nogil:
             if self.typenum == cnp.NPY_FLOAT32:
-                value = fnn_dense_step_f32(self.n, self.nl, self.layers, <float *>px, loss, labels,
+                value = fnn_dense_step_f32(self.n, self.nl, self.layers, <float *>px, emb, ids,
+                                           loss, labels,
                                            <float *>py, <float>smoothing, max_norm, &norm, opt, h,
                                            np_, <float *>pp, <float *>pg, <float *>q0,
                                            <float *>q1, <float *>q2, step, first)
             else:
-                value = fnn_dense_step_f64(self.n, self.nl, self.layers, <double *>px, loss, labels,
+                value = fnn_dense_step_f64(self.n, self.nl, self.layers, <double *>px, emb, ids,
+                                           loss, labels,
                                            <double *>py, smoothing, max_norm, &norm, opt, h,
                                            np_, <double *>pp, <double *>pg, <double *>q0,
                                            <double *>q1, <double *>q2, step, first)
