@@ -12,6 +12,9 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 if not glob.glob(os.path.join(ROOT, "fastnn", "_kernels", "_ops*.so")) + \
         glob.glob(os.path.join(ROOT, "fastnn", "_kernels", "_ops*.pyd")):
     sys.path[:] = [p for p in sys.path if os.path.abspath(p or os.curdir) != ROOT]
+    # Subprocesses (`python -m fastnn ...`, `python -c ...`) started from the root
+    # would put it first on their sys.path too; Python >= 3.11 honours this.
+    os.environ["PYTHONSAFEPATH"] = "1"
 
 
 def pytest_configure(config):
