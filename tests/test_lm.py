@@ -12,7 +12,6 @@ import fastnn as fn
 from fastnn import lm
 from fastnn import text as T
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 @pytest.fixture(scope="module")
@@ -203,7 +202,6 @@ def test_save_and_load_roundtrip(trained, tmp_path):
 
 def _cli(*args, cwd):
     env = dict(os.environ, FASTNN_PROGRESS="0")
-    env["PYTHONPATH"] = ROOT + os.pathsep + env.get("PYTHONPATH", "")
     return subprocess.run([sys.executable, "-m", "fastnn", "lm", *args], cwd=cwd, env=env,
                           capture_output=True, text=True, timeout=120)
 
