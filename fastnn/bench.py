@@ -86,8 +86,11 @@ TARGETS = [
 
 # Timing budgets: warm-up (seconds, min steps), then `repeats` timed runs of
 # about `repeat_s` seconds each per process, in `rounds` interleaved rounds.
+# settle_s: idle time between turns, longer than OpenBLAS's worker threads keep
+# spinning after a call (~0.1 s): a neighbour's spinning pool on the same two
+# cores was measured to cost a 2-thread run a third of its speed.
 FULL = {"rounds": 9, "repeats": 3, "repeat_s": 0.2, "warmup_s": 0.3, "warmup_steps": 10,
-        "rewarm_s": 0.02, "settle_s": 0.1, "cap_s": 2.0}
+        "rewarm_s": 0.02, "settle_s": 0.4, "cap_s": 2.0}
 QUICK = {"rounds": 3, "repeats": 2, "repeat_s": 0.04, "warmup_s": 0.05, "warmup_steps": 3,
          "rewarm_s": 0.005, "settle_s": 0.03, "cap_s": 0.4}
 
