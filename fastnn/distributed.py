@@ -608,38 +608,6 @@ class DistributedTrainer(Trainer):
         except Exception as exc:  # noqa: BLE001
             self._fail(exc, "fit")
 
-    def _fit_args(self, X, y, epochs, batch_size, validation_data, validation_split, sample_weight):
-        """Trainer.fit's checks, same order and messages: (X, y, validation_data,
-        sample_weight, epochs, batch_size) of the training split."""
-        epochs = V.positive_int(epochs, "epochs")
-        batch_size = V.positive_int(batch_size, "batch_size")
-        X = self.model._check_input(X)
-        if sample_weight is not None:
-            sample_weight = check_sample_weight(sample_weight, len(X), X.dtype)
-        y = np.asarray(y)
-        if y.shape[:1] != X.shape[:1]:
-            raise ValueError(f"X and y must have the same number of samples, got {len(X)} and "
-                             f"{y.shape[0] if y.ndim else 'a scalar'}")
-        if validation_split is not None:
-            if validation_data is not None:
-                raise ValueError("give validation_data or validation_split, not both")
-            if not 0.0 < validation_split < 1.0:
-                raise ValueError(f"validation_split must be in (0, 1), got {validation_split!r}")
-            cut = len(X) - int(round(len(X) * validation_split))
-            if cut <= 0 or cut >= len(X):
-                raise ValueError(f"validation_split={validation_split} leaves an empty split")
-            X, y, validation_data = X[:cut], y[:cut], (X[cut:], y[cut:])
-            if sample_weight is not None:
-                sample_weight = sample_weight[:cut]
-        y = self._check_targets(X, y, "y")
-        if validation_data is not None:
-            if not isinstance(validation_data, (tuple, list)) or len(validation_data) != 2:
-                raise ValueError("validation_data must be a pair (X_val, y_val)")
-            Xv = self.model._check_input(validation_data[0])
-            validation_data = (Xv, self._check_targets(Xv, validation_data[1],
-                                                       "validation_data y"))
-        return X, y, validation_data, sample_weight, epochs, batch_size
-
     def _fit_loop(self, X, y, sample_weight, epochs, batch_size, validation_data, shuffle, seed,
                   callbacks, progress):
         rng = np.random.default_rng(seed)

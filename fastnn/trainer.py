@@ -135,6 +135,38 @@ class Trainer:
         self._last_output = out
         return value
 
+    def _fit_args(self, X, y, epochs, batch_size, validation_data, validation_split, sample_weight):
+        """fit's checks, all before any update: (X, y, validation_data,
+        sample_weight, epochs, batch_size) of the training split, converted."""
+        epochs = V.positive_int(epochs, "epochs")
+        batch_size = V.positive_int(batch_size, "batch_size")
+        X = self.model._check_input(X)
+        if sample_weight is not None:
+            sample_weight = check_sample_weight(sample_weight, len(X), X.dtype)
+        y = np.asarray(y)
+        if y.shape[:1] != X.shape[:1]:
+            raise ValueError(f"X and y must have the same number of samples, got {len(X)} and "
+                             f"{y.shape[0] if y.ndim else 'a scalar'}")
+        if validation_split is not None:
+            if validation_data is not None:
+                raise ValueError("give validation_data or validation_split, not both")
+            if not 0.0 < validation_split < 1.0:
+                raise ValueError(f"validation_split must be in (0, 1), got {validation_split!r}")
+            cut = len(X) - int(round(len(X) * validation_split))
+            if cut <= 0 or cut >= len(X):
+                raise ValueError(f"validation_split={validation_split} leaves an empty split")
+            X, y, validation_data = X[:cut], y[:cut], (X[cut:], y[cut:])
+            if sample_weight is not None:
+                sample_weight = sample_weight[:cut]
+        # every target (and the validation data) once, rather than failing mid-training
+        y = self._check_targets(X, y, "y")
+        if validation_data is not None:
+            if not isinstance(validation_data, (tuple, list)) or len(validation_data) != 2:
+                raise ValueError("validation_data must be a pair (X_val, y_val)")
+            Xv = self.model._check_input(validation_data[0])
+            validation_data = (Xv, self._check_targets(Xv, validation_data[1], "validation_data y"))
+        return X, y, validation_data, sample_weight, epochs, batch_size
+
     def _check_targets(self, X, y, name):
         """All of y checked (and converted) against the model's output shape, without
         materializing an output array: a zero-strided stand-in carries the shape."""
@@ -194,34 +226,8 @@ class Trainer:
     def fit(self, X, y, epochs=1, batch_size=32, validation_data=None, validation_split=None,
             shuffle=True, seed=None, callbacks=(), progress=True, sample_weight=None):
         """Train for ``epochs`` passes over (X, y) in mini-batches; returns a History."""
-        epochs = V.positive_int(epochs, "epochs")
-        batch_size = V.positive_int(batch_size, "batch_size")
-        X = self.model._check_input(X)
-        if sample_weight is not None:
-            sample_weight = check_sample_weight(sample_weight, len(X), X.dtype)
-        y = np.asarray(y)
-        if y.shape[:1] != X.shape[:1]:
-            raise ValueError(f"X and y must have the same number of samples, got {len(X)} and "
-                             f"{y.shape[0] if y.ndim else 'a scalar'}")
-        if validation_split is not None:
-            if validation_data is not None:
-                raise ValueError("give validation_data or validation_split, not both")
-            if not 0.0 < validation_split < 1.0:
-                raise ValueError(f"validation_split must be in (0, 1), got {validation_split!r}")
-            cut = len(X) - int(round(len(X) * validation_split))
-            if cut <= 0 or cut >= len(X):
-                raise ValueError(f"validation_split={validation_split} leaves an empty split")
-            X, y, validation_data = X[:cut], y[:cut], (X[cut:], y[cut:])
-            if sample_weight is not None:
-                sample_weight = sample_weight[:cut]
-        # Check every target (and the validation data) once, before any update,
-        # rather than failing mid-training.
-        y = self._check_targets(X, y, "y")
-        if validation_data is not None:
-            if not isinstance(validation_data, (tuple, list)) or len(validation_data) != 2:
-                raise ValueError("validation_data must be a pair (X_val, y_val)")
-            Xv = self.model._check_input(validation_data[0])
-            validation_data = (Xv, self._check_targets(Xv, validation_data[1], "validation_data y"))
+        X, y, validation_data, sample_weight, epochs, batch_size = self._fit_args(
+            X, y, epochs, batch_size, validation_data, validation_split, sample_weight)
         rng = np.random.default_rng(seed) if seed is not None else _random.generator()
 
         history = History()
