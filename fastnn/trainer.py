@@ -9,12 +9,13 @@ from ._kernels import _ops
 from .losses import _Loss, BCELoss, BCEWithLogitsLoss, CrossEntropyLoss, MSELoss, check_sample_weight
 from .module import Module, Sequential
 from .optim import SGD, Adam, AdamW, Optimizer, RMSprop, clip_grad_norm
+from .progress import progress_bar
 
+# The configurations the compiled one-call step implements exactly.
 _LOSS_CODES = {MSELoss: _ops.LOSS_MSE, CrossEntropyLoss: _ops.LOSS_CE_LABELS,
                BCELoss: _ops.LOSS_BCE, BCEWithLogitsLoss: _ops.LOSS_BCE_LOGITS}
 _OPT_CODES = {SGD: _ops.OPT_SGD, Adam: _ops.OPT_ADAM, AdamW: _ops.OPT_ADAMW,
               RMSprop: _ops.OPT_RMSPROP}
-from .progress import progress_bar
 
 
 class Trainer:
@@ -70,7 +71,7 @@ class Trainer:
                 or len(opt._segs[0]) != 1 or opt._segs[0][0].data.size != model._flat.data.size
                 or opt._segs[0][0].params != self._params):
             return None
-        self._loss_code = _LOSS_CODES.get(type(self.loss))
+        self._loss_code = _LOSS_CODES.get(type(self.loss))  # the loss may be swapped
         if self._loss_code is None:
             return None
         shape = getattr(x, "shape", None)
