@@ -10,14 +10,9 @@ def main(argv=None):
     demo = sub.add_parser("demo", help="train an MLP on the bundled digits")
     demo.add_argument("--epochs", type=int, default=None)
     demo.add_argument("--distributed", action="store_true", help="run under mpirun")
-    bench = sub.add_parser("bench", help="training/inference throughput: fastnn vs NumPy vs PyTorch")
-    bench.add_argument("--threads", type=int, default=None,
-                       help="thread count to measure (default: all, i.e. 1 and 2)")
-    bench.add_argument("--json", metavar="PATH", default=None,
-                       help="where to write the JSON results (default: fastnn_bench.json)")
-    bench.add_argument("--quick", action="store_true", help="fewer steps and repeats (< 2 minutes)")
-    bench.add_argument("--only", default=None,
-                       help="comma-separated substrings of configuration names to run")
+    from fastnn import bench
+    bench.add_arguments(sub.add_parser(
+        "bench", help="training/inference throughput: fastnn vs NumPy vs PyTorch"))
     from fastnn import lm
     lm.add_arguments(sub.add_parser(
         "lm", help="train a next-character language model and sample from it",
@@ -31,8 +26,7 @@ def main(argv=None):
     if args.command == "bench":
         if rest:
             parser.error(f"bench: unrecognized arguments: {' '.join(rest)}")
-        from fastnn.bench import main as bench_main
-        return bench_main(args)
+        return bench.main(args)
     if args.command == "info":
         import fastnn
         fastnn.info()
