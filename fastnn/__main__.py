@@ -4,7 +4,7 @@ import sys
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(prog="python -m fastnn")
+    parser = argparse.ArgumentParser(prog="fastnn")
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("info", help="print the build and runtime configuration")
     demo = sub.add_parser("demo", help="train an MLP on the bundled digits")
