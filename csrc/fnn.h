@@ -23,6 +23,9 @@ void fnn_set_threads(int n);
 int fnn_get_threads(void);
 int fnn_openmp_enabled(void);
 int fnn_openmp_max_threads(void);
+/* Whether this process (or the parent it was forked from) ever ran an OpenMP
+ * parallel region: GNU OpenMP's pool then exists and does not survive fork. */
+int fnn_openmp_pool_started(void);
 int fnn_labels_in_range(int64_t n, const int64_t *labels, int64_t C);
 
 /* One dense layer of a compiled training program: y = act(x W^T + b). The

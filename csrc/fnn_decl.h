@@ -63,7 +63,8 @@ void FNN_S(fnn_dense_forward)(int n, int nl, const fnn_dense *L, const FNN_T *X,
  * returned, gradient into the last dY), backward, clipping to max_norm (if > 0;
  * the norm before clipping goes to *norm), and the optimizer update over the flat
  * parameter buffer p with gradients g and state s0..s2 (see fnn_*_opt args).
- * With emb, the input is ids (X unused) and E's gradient is part of g. */
+ * With emb, the input is ids (X unused) and E's gradient is part of g. A
+ * non-finite loss (or gradient norm, when clipping) returns before the update. */
 double FNN_S(fnn_dense_step)(int n, int nl, const fnn_dense *L, const FNN_T *X,
                              const fnn_embed *emb, const int64_t *ids, int loss,
                              const int64_t *labels, const FNN_T *target, FNN_T smoothing,

@@ -725,6 +725,9 @@ double S(fnn_dense_step)(int n, int nl, const fnn_dense *L, const T *X, const fn
     case FNN_LOSS_BCE: value = S(fnn_bce)(N, out, target, gout, NULL, 1); break;
     default: value = S(fnn_bce_logits)(N, out, target, gout, NULL, 1); break;
     }
+    /* A diverged step changes nothing: the caller reports it with the weights
+     * and optimizer state as they were before the step. */
+    if (!isfinite(value)) return value;
     for (int l = nl - 1; l >= 0; l--) {
         const fnn_dense *d = L + l;
         const T *in = l ? (const T *)L[l - 1].Y : X;
@@ -738,6 +741,7 @@ double S(fnn_dense_step)(int n, int nl, const fnn_dense *L, const T *X, const fn
     if (max_norm >= 0) {
         double total = sqrt(S(fnn_sumsq)(np_, g));
         *norm = total;
+        if (!isfinite(total)) return value;
         double coef = max_norm / (total + 1e-6);
         if (coef < 1.0) S(fnn_scale)(np_, g, (T)coef);
     }

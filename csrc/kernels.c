@@ -22,6 +22,7 @@ static fnn_dgemm_t p_dgemm;
 static fnn_sgemv_t p_sgemv;
 static fnn_dgemv_t p_dgemv;
 static int fnn_threads = 1;
+static int fnn_pool_started = 0;
 
 void fnn_set_blas(fnn_sgemm_t s, fnn_dgemm_t d, fnn_sgemv_t sv, fnn_dgemv_t dv)
 {
@@ -39,6 +40,8 @@ int fnn_openmp_enabled(void)
     return 0;
 #endif
 }
+
+int fnn_openmp_pool_started(void) { return fnn_pool_started; }
 
 int fnn_openmp_max_threads(void)
 {
@@ -132,6 +135,7 @@ static inline uint64_t fnn_hash64(uint64_t seed, uint64_t i)
         int fnn_nt_ = (NT);                                                           \
         int64_t fnn_cnt_ = (COUNT);                                                   \
         if (fnn_nt_ > 1) {                                                            \
+            fnn_pool_started = 1;                                                     \
             _Pragma("omp parallel for num_threads(fnn_nt_) schedule(static)")         \
             for (int64_t VAR = 0; VAR < fnn_cnt_; VAR++) __VA_ARGS__                  \
         } else {                                                                      \

@@ -12,7 +12,7 @@ from .losses import BCELoss, BCEWithLogitsLoss, CrossEntropyLoss, MSELoss
 from .optim import SGD, Adam, AdamW, Optimizer, RMSprop, clip_grad_norm
 from .schedulers import CosineAnnealingLR, LinearLR, LinearWarmup, LRScheduler, StepLR
 from .callbacks import Callback, EarlyStopping, History, ModelCheckpoint
-from .trainer import Trainer
+from .trainer import DivergenceError, DivergenceWarning, Trainer
 from .distributed import DistributedTrainer  # mpi4py is imported only when one is built
 from .perceptron import ConvergenceWarning, Perceptron
 from .io import load, save
@@ -29,6 +29,6 @@ __all__ = [
     "Optimizer", "SGD", "Adam", "AdamW", "RMSprop", "clip_grad_norm",
     "LRScheduler", "StepLR", "LinearLR", "CosineAnnealingLR", "LinearWarmup",
     "Callback", "History", "EarlyStopping", "ModelCheckpoint",
-    "Trainer", "DistributedTrainer", "Perceptron", "ConvergenceWarning",
+    "Trainer", "DivergenceError", "DivergenceWarning", "DistributedTrainer", "Perceptron", "ConvergenceWarning",
     "save", "load", "perplexity", "datasets", "text",
 ]

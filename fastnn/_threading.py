@@ -31,12 +31,27 @@ def _pin_blas():
         lib.set_num_threads(1)
 
 
+# Set in a child forked after the OpenMP pool started: it must stay serial.
+_serial_after_fork = False
+
+
 def set_num_threads(n):
-    """Threads used by fastnn's kernels (results do not depend on it)."""
+    """Threads used by fastnn's kernels (results do not depend on it).
+
+    In a process forked after fastnn ran in parallel (multiprocessing's default
+    on Linux) GNU OpenMP's pool cannot be used; fastnn then stays serial and
+    warns once instead of hanging."""
     if isinstance(n, bool) or not isinstance(n, int):
         raise TypeError(f"set_num_threads: n must be an int, got {type(n).__name__}")
     if n < 1:
         raise ValueError(f"set_num_threads: n must be >= 1, got {n}")
+    if n > 1 and _serial_after_fork:
+        import warnings
+        warnings.warn(f"fastnn: set_num_threads({n}) ignored in this forked process: OpenMP's "
+                      "thread pool does not survive fork, so fastnn runs serially here (use "
+                      "the 'spawn' or 'forkserver' start method for parallel workers)",
+                      RuntimeWarning, stacklevel=2)
+        return
     _ops.set_threads(n)
 
 
@@ -56,9 +71,14 @@ def _default_threads():
 
 
 def _after_fork_in_child():
-    # libgomp's thread pool does not survive fork; a child that stays serial
-    # never touches it (PyTorch does the same). The child may raise it again.
-    _ops.set_threads(1)
+    # libgomp's thread pool does not survive fork: a parallel region in the
+    # child waits forever for threads that do not exist. A child that stays
+    # serial never touches it (PyTorch does the same). If the parent never
+    # started the pool, the child has none to inherit and may go parallel.
+    global _serial_after_fork
+    if _ops.openmp_pool_started():
+        _serial_after_fork = True
+        _ops.set_threads(1)
 
 
 def blas_info():

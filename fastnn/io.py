@@ -216,6 +216,12 @@ def save(path, model, optimizer=None, scheduler=None):
     and scheduler's state, to ``path`` atomically. The path is used as given
     (no ``.npz`` is appended)."""
     _check_objects(model, optimizer, scheduler)
+    # load refuses non-finite weights, so save does too: a file that cannot be
+    # loaded back is worse than a clear error now.
+    for name, p in model.named_parameters():
+        if not np.isfinite(p.data).all():
+            raise ValueError(f"save: parameter {name!r} contains NaN or inf (did training "
+                             "diverge?); nothing was written")
     arrays = _checkpoint_arrays(model, optimizer, scheduler)
     with atomic_write(path) as f:
         np.savez(f, allow_pickle=False, **arrays)

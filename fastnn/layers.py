@@ -3,7 +3,7 @@ import math
 
 import numpy as np
 
-from . import _random
+from . import _memory, _random
 from . import _validation as V
 from ._kernels import _ops
 from .module import Module
@@ -19,13 +19,16 @@ class Linear(Module):
         self.in_features = V.positive_int(in_features, "in_features")
         self.out_features = V.positive_int(out_features, "out_features")
         self._dtype = V.as_dtype(dtype)
-        rng = _random.generator()
+        shape = (self.out_features, self.in_features)
+        _memory.check(2 * self._dtype.itemsize * (shape[0] * shape[1] + shape[0]),
+                      f"{type(self).__name__}{(self.in_features, self.out_features)}'s weights "
+                      "and gradients")
         bound = 1.0 / math.sqrt(self.in_features)
-        w = rng.uniform(-bound, bound, (self.out_features, self.in_features))
-        self.register_parameter("weight", Parameter(w.astype(self._dtype)))
+        w = _random.uniform_(np.empty(shape, self._dtype), -bound, bound)
+        self.register_parameter("weight", Parameter._adopt(w))
         if bias:
-            b = rng.uniform(-bound, bound, self.out_features)
-            self.register_parameter("bias", Parameter(b.astype(self._dtype)))
+            b = _random.uniform_(np.empty(self.out_features, self._dtype), -bound, bound)
+            self.register_parameter("bias", Parameter._adopt(b))
         self._act = None
 
     @property
@@ -38,7 +41,7 @@ class Linear(Module):
 
     def _fuse(self, activation):
         """Run `activation` inside this layer's kernel (set by Sequential)."""
-        self._act = activation
+        self.__dict__["_act"] = activation  # a reference, not a registered child
 
     def _check_input(self, x):
         x = V.as_float_array(x, "x", self._dtype)
@@ -169,8 +172,8 @@ class Embedding(Module):
         self.num_embeddings = V.positive_int(num_embeddings, "num_embeddings")
         self.embedding_dim = V.positive_int(embedding_dim, "embedding_dim")
         self._dtype = V.as_dtype(dtype)
-        w = _random.generator().standard_normal((self.num_embeddings, self.embedding_dim))
-        self.register_parameter("weight", Parameter(w.astype(self._dtype)))
+        w = _random.normal_(np.empty((self.num_embeddings, self.embedding_dim), self._dtype))
+        self.register_parameter("weight", Parameter._adopt(w))
 
     @property
     def weight(self):

@@ -36,6 +36,7 @@ from .layers import Dropout, Embedding, Flatten, Linear
 from .losses import CrossEntropyLoss
 from .module import Sequential
 from .optim import Adam
+from .progress import bar_verbosity
 from .schedulers import CosineAnnealingLR, LinearWarmup
 from .trainer import Trainer
 
@@ -215,7 +216,8 @@ def train_lm(text, tokenizer="char", context=DEFAULTS["context"], embed=DEFAULTS
             f"parameters; unigram baseline perplexity {unigram:.2f}")
     report = _EpochReport(epochs, unigram, log)
     hist = trainer.fit(Xt, yt, epochs=epochs, batch_size=batch_size, validation_data=(Xv, yv),
-                       shuffle=True, seed=seed, callbacks=[report], progress=progress)
+                       shuffle=True, seed=seed, callbacks=[report],
+                       verbose=bar_verbosity(progress))  # the report prints each epoch
     history = {k: list(v) for k, v in hist.history.items()}
     # History records the logs before our report callback adds to them.
     history["ppl"] = [T.perplexity(v) for v in history["loss"]]

@@ -11,7 +11,16 @@ from .parameter import FlatBuffer, Parameter
 
 
 class Module:
-    """Base class: parameters by name, children, train/eval, state dicts."""
+    """Base class: parameters by name, children, train/eval, state dicts.
+
+    As in PyTorch, a ``Parameter`` or ``Module`` assigned as an attribute
+    (``self.fc1 = fn.Linear(4, 8)``) is registered under that name, so
+    ``parameters()`` finds it and the state dict calls it ``fc1.weight``. A
+    subclass defines ``forward(x)`` and ``backward(grad)``; ``backward`` chains
+    the children's ``backward`` in reverse and returns the input's gradient."""
+
+    # Per-call references to workspaces, dropped when pickling (caches, not state).
+    _transient = ("_x", "_z", "_out", "_mask", "_idx", "_mean", "_rstd", "_shape")
 
     def __init__(self):
         self.training = True
@@ -21,10 +30,62 @@ class Module:
         self._dtype = np.dtype(np.float32)
 
     # --- structure -------------------------------------------------------
+    def __setattr__(self, name, value):
+        if isinstance(value, (Parameter, Module)):
+            registry = self.__dict__.get("_parameters" if isinstance(value, Parameter)
+                                         else "_modules")
+            if registry is None:
+                raise AttributeError(f"cannot assign {type(value).__name__} {name!r} before "
+                                     "Module.__init__() call (call super().__init__() first)")
+            self.__dict__.pop(name, None)
+            self.__dict__["_parameters"].pop(name, None)
+            self.__dict__["_modules"].pop(name, None)
+            registry[name] = value
+        elif name in self.__dict__.get("_parameters", ()) or name in self.__dict__.get("_modules", ()):
+            raise TypeError(f"cannot assign {type(value).__name__} to {name!r}: it holds a "
+                            "registered Parameter or Module (del it first)")
+        else:
+            object.__setattr__(self, name, value)
+
+    def __getattr__(self, name):  # reached only when normal lookup fails
+        d = self.__dict__
+        for registry in ("_parameters", "_modules"):
+            if name in d.get(registry, ()):
+                return d[registry][name]
+        raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
+
+    def __delattr__(self, name):
+        for registry in ("_parameters", "_modules"):
+            if name in self.__dict__.get(registry, ()):
+                del self.__dict__[registry][name]
+                return
+        object.__delattr__(self, name)
+
+    def __getstate__(self):
+        state = {k: v for k, v in self.__dict__.items() if k not in self._transient}
+        state["_workspace"] = {}
+        return state
+
+    def __setstate__(self, state):
+        self.__dict__.update(state)
+
     def register_parameter(self, name, param):
         if not isinstance(param, Parameter):
             raise TypeError(f"register_parameter: {name} must be a Parameter")
         self._parameters[name] = param
+
+    def add_module(self, name, module):
+        if not isinstance(module, Module):
+            raise TypeError(f"add_module: {name} must be a fastnn Module, got {type(module).__name__}")
+        self._modules[name] = module
+
+    def children(self):
+        return iter(self._modules.values())
+
+    def named_modules(self, prefix=""):
+        yield prefix, self
+        for name, child in self._modules.items():
+            yield from child.named_modules(f"{prefix}.{name}" if prefix else name)
 
     def named_parameters(self, prefix=""):
         out = [(prefix + name, p) for name, p in self._parameters.items()]
@@ -50,7 +111,7 @@ class Module:
             m._workspace.clear()
             for name, p in m._parameters.items():
                 if p.dtype != dtype:
-                    m._parameters[name] = Parameter(p.data.astype(dtype))
+                    m._parameters[name] = Parameter._adopt(p.data.astype(dtype))
 
     # --- modes and gradients ------------------------------------------------
     def train(self, mode=True):
@@ -110,6 +171,22 @@ class Module:
         gx = self._backward(grad, accumulate, True)
         return None if gx is None else gx.copy()
 
+    def _user_defined(self, name):
+        return getattr(type(self), name) is not getattr(Module, name)
+
+    def predict(self, x, batch_size=1024):
+        """Eval-mode forward in batches; the model's mode is restored afterwards."""
+        batch_size = V.positive_int(batch_size, "batch_size")
+        x = self._check_input(x)
+        was_training = self.training
+        self.eval()
+        try:
+            outs = [np.array(self._forward(x[i:i + batch_size]))
+                    for i in range(0, len(x), batch_size)]
+        finally:
+            self.train(was_training)
+        return np.concatenate(outs)
+
     def _check_input(self, x):
         x = V.as_float_array(x, "x", self._dtype)
         if x.ndim == 0:
@@ -136,11 +213,26 @@ class Module:
             buf = self._workspace[key] = np.empty(shape, dtype or self._dtype)
         return buf
 
+    # A subclass written PyTorch-style defines the public forward/backward; the
+    # internal calls the trainer makes then go through them.
     def _forward(self, x):
-        raise NotImplementedError
+        if not self._user_defined("forward"):
+            raise NotImplementedError(f"{type(self).__name__} must define forward(x)")
+        out = np.asarray(self.forward(x))
+        self._out = out
+        return out
 
     def _backward(self, grad, accumulate, need_input_grad):
-        raise NotImplementedError
+        if not self._user_defined("backward"):
+            raise NotImplementedError(f"{type(self).__name__} must define backward(grad), "
+                                      "calling its children's backward in reverse order")
+        params = self.parameters()
+        kept = [p.grad.copy() for p in params] if accumulate else None
+        gx = self.backward(grad)
+        if kept is not None:
+            for p, g in zip(params, kept):
+                p.grad += g
+        return gx
 
     def extra_repr(self):
         return ""
@@ -168,11 +260,19 @@ class Sequential(Module):
                 raise TypeError(f"Sequential: argument {i} must be a fastnn Module, "
                                 f"got {type(m).__name__}")
             self._modules[str(i)] = m
+        _check_feature_sizes(modules)
         self._to_dtype(dtype)
         params = self.parameters()
         self._flat = FlatBuffer(params, dtype) if params else None
         self._stages = self._plan()
         self._programs = {}
+        self._compiled_input = None
+
+    def __getstate__(self):
+        state = super().__getstate__()
+        state["_programs"] = {}  # compiled programs and their workspaces: rebuilt on use
+        state["_compiled_input"] = None
+        return state
 
     def __len__(self):
         return len(self._modules)
@@ -197,14 +297,17 @@ class Sequential(Module):
             stages.append(m)
         return stages
 
-    def _dense_program(self, n):
+    def _dense_program(self, n, inference=False):
         """The compiled whole-stack program for batch size n, when the stages are
         (possibly activation-fused) Linear layers, optionally behind an
-        Embedding + Flatten; else None."""
-        prog = self._programs.get(n)
+        Embedding + Flatten; else None. An inference program skips Dropout
+        (the identity in eval mode)."""
+        prog = self._programs.get((n, inference))
         if prog is None and n > 0:
-            from .layers import Embedding, Flatten, Linear
+            from .layers import Dropout, Embedding, Flatten, Linear
             stages, embedding = self._stages, None
+            if inference:
+                stages = [s for s in stages if type(s) is not Dropout]
             if (len(stages) > 2 and type(stages[0]) is Embedding and type(stages[1]) is Flatten
                     and type(stages[2]) is Linear):
                 emb = stages[0]
@@ -222,9 +325,10 @@ class Sequential(Module):
                               None if b is None else b.grad,
                               s._act.code if s._act else _ops.ACT_NONE,
                               s._act.slope if s._act else 0.0))
-            if len(self._programs) >= 4:  # a few batch sizes (train, last batch, eval)
+            if len(self._programs) >= 6:  # a few batch sizes (train, last batch, eval)
                 self._programs.clear()
-            prog = self._programs[n] = _ops.DenseProgram(specs, n, self._dtype, embedding)
+            prog = self._programs[(n, inference)] = _ops.DenseProgram(specs, n, self._dtype,
+                                                                      embedding)
         return prog
 
     def zero_grad(self):
@@ -234,7 +338,21 @@ class Sequential(Module):
     def _check_input(self, x):
         return self._stages[0]._check_input(x)
 
+    def forward(self, x):
+        """Validated forward; returns a fresh array. In eval mode a dense stack
+        runs as one compiled call, like predict."""
+        x = self._check_input(x)
+        if not self.training and x.ndim == 2:
+            prog = self._dense_program(x.shape[0], inference=True)
+            if prog is not None:
+                out = prog.forward(x).copy()
+                # a backward after this forward recomputes the layers' state
+                self._compiled_input, self._out = x, out
+                return out
+        return self._forward(x).copy()
+
     def _forward(self, x):
+        self._compiled_input = None
         for stage in self._stages:
             x = stage._forward(x)
         self._out = x
@@ -254,6 +372,8 @@ class Sequential(Module):
     def backward(self, grad, accumulate=False):
         """Write parameter gradients for the last forward (add with accumulate=True)."""
         grad = self._check_grad(grad)
+        if self._compiled_input is not None:
+            self._forward(self._compiled_input)
         self._backward(grad, accumulate, False)
 
     def predict(self, x, batch_size=1024):
@@ -261,14 +381,29 @@ class Sequential(Module):
         batch_size = V.positive_int(batch_size, "batch_size")
         n = getattr(x, "shape", (0,))[0] if getattr(x, "ndim", 0) == 2 else 0
         if n and n <= batch_size:  # one compiled call when x is already a clean batch
-            prog = self._dense_program(n)
+            prog = self._dense_program(n, inference=True)
             if prog is not None and prog.accepts(x):
                 return prog.forward(x).copy()
-        x = self._check_input(x)
-        was_training = self.training
-        self.eval()
-        try:
-            outs = [self._forward(x[i:i + batch_size]).copy() for i in range(0, len(x), batch_size)]
-        finally:
-            self.train(was_training)
-        return np.concatenate(outs)
+        return super().predict(x, batch_size)
+
+
+def _check_feature_sizes(modules):
+    """Reject a stack whose feature sizes do not chain, naming both layers,
+    instead of failing at the first forward."""
+    from .activations import Elementwise, Softmax
+    from .layers import Dropout, LayerNorm, Linear
+    size, source = None, None
+    for i, m in enumerate(modules):
+        if isinstance(m, Linear):
+            if size is not None and m.in_features != size:
+                raise ValueError(f"Sequential: layer {i} ({type(m).__name__}) expects "
+                                 f"{m.in_features} input features, but layer {source} "
+                                 f"({type(modules[source]).__name__}) produces {size}")
+            size, source = m.out_features, i
+        elif isinstance(m, LayerNorm):
+            if size is not None and m.normalized_shape != size:
+                raise ValueError(f"Sequential: layer {i} (LayerNorm) normalizes {m.normalized_shape} "
+                                 f"features, but layer {source} ({type(modules[source]).__name__}) "
+                                 f"produces {size}")
+        elif not isinstance(m, (Elementwise, Softmax, Dropout)):
+            size, source = None, None  # a layer whose output width is not known here

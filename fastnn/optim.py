@@ -19,15 +19,32 @@ class _Segment:
 
     def __init__(self, params):
         self.params = params
-        span = flat_span(params)
+        self._view()
+        self.state = {}
+        self.offsets = np.cumsum([0] + [p.size for p in params]).tolist()
+
+    def _view(self):
+        span = flat_span(self.params)
         if span is not None:
             flat, lo, hi = span
             self.data, self.grad = flat.data[lo:hi], flat.grad[lo:hi]
         else:  # a single parameter (its arrays are contiguous)
-            (p,) = params
+            (p,) = self.params
             self.data, self.grad = p.data.reshape(-1), p.grad.reshape(-1)
-        self.state = {}
-        self.offsets = np.cumsum([0] + [p.size for p in params]).tolist()
+
+    # data and grad are views of the parameters' memory: pickled as a
+    # reference to the parameters and rebuilt on first use after unpickling.
+    def __getstate__(self):
+        return {"params": self.params, "state": self.state, "offsets": self.offsets}
+
+    def __setstate__(self, state):
+        self.params, self.state, self.offsets = state["params"], state["state"], state["offsets"]
+
+    def __getattr__(self, name):  # only reached for data/grad not yet rebuilt
+        if name in ("data", "grad"):
+            self._view()
+            return object.__getattribute__(self, name)
+        raise AttributeError(name)
 
     def buffer(self, name):
         """Zero-initialized state array, allocated on first use like torch's state."""

@@ -19,6 +19,14 @@ class Parameter:
         self._flat = None  # (FlatBuffer, offset) once bound into a model's buffers
         self._offset = 0
 
+    @classmethod
+    def _adopt(cls, data):
+        """A Parameter over ``data`` itself (a fresh C-contiguous float array the
+        caller gives up), without the defensive copy."""
+        p = cls.__new__(cls)
+        p._data, p._grad, p._flat, p._offset = data, np.zeros_like(data), None, 0
+        return p
+
     @property
     def data(self):
         return self._data
@@ -60,6 +68,22 @@ class Parameter:
     def __repr__(self):
         return f"Parameter(shape={self.shape}, dtype={self.dtype})"
 
+    # Pickle and deepcopy would turn the views into independent copies, so an
+    # optimizer would update the flat buffer while the layers read stale arrays.
+    # A bound parameter is saved as its place in the buffer and bound again.
+    def __getstate__(self):
+        if self._flat is not None:
+            return {"flat": self._flat, "offset": self._offset, "shape": self._data.shape}
+        return {"data": self._data, "grad": self._grad}
+
+    def __setstate__(self, state):
+        self._flat = state.get("flat")
+        self._offset = state.get("offset", 0)
+        if self._flat is None:
+            self._data, self._grad = state["data"], state["grad"]
+        elif hasattr(self._flat, "data"):  # else FlatBuffer.__setstate__ binds it later
+            self._flat._bind(self, self._offset, state["shape"])
+
 
 class FlatBuffer:
     """One contiguous data array and one grad array holding many parameters."""
@@ -67,18 +91,35 @@ class FlatBuffer:
     def __init__(self, params, dtype):
         sizes = [p.size for p in params]
         total = int(sum(sizes))
+        from . import _memory
+        _memory.check(2 * total * np.dtype(dtype).itemsize - sum(p.data.nbytes for p in params),
+                      f"a model of {total} parameters ({np.dtype(dtype)}, weights and gradients)")
         self.data = np.empty(total, dtype=dtype)
         self.grad = np.zeros(total, dtype=dtype)
         self.params = list(params)
         offset = 0
         for p, size in zip(params, sizes):
-            view = self.data[offset:offset + size].reshape(p.shape)
-            view[...] = p._data
-            p._data = view
-            p._grad = self.grad[offset:offset + size].reshape(p.shape)
-            p._flat = self
-            p._offset = offset
+            data = p._data
+            self._bind(p, offset, p.shape)
+            p._data[...] = data
+            del data  # the layer's own array goes now, so the peak is one layer over
             offset += size
+
+    def _bind(self, p, offset, shape):
+        size = int(np.prod(shape, dtype=np.int64))
+        p._data = self.data[offset:offset + size].reshape(shape)
+        p._grad = self.grad[offset:offset + size].reshape(shape)
+        p._flat = self
+        p._offset = offset
+
+    def __getstate__(self):
+        return {"data": self.data, "grad": self.grad, "params": self.params,
+                "layout": [(p._offset, p.shape) for p in self.params]}
+
+    def __setstate__(self, state):
+        self.data, self.grad, self.params = state["data"], state["grad"], state["params"]
+        for p, (offset, shape) in zip(self.params, state["layout"]):
+            self._bind(p, offset, shape)
 
 
 def flat_span(params):

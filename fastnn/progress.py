@@ -12,7 +12,7 @@ import os
 import sys
 import time
 
-__all__ = ["progress_bar"]
+__all__ = ["progress_bar", "EpochReporter"]
 
 
 class _Silent:
@@ -119,11 +119,12 @@ def _wanted(enabled, stream):
         return False
 
 
-def progress_bar(total=None, desc="", enabled=True):
+def progress_bar(total=None, desc="", enabled=True, force=False):
     """Return a bar with ``update(n=1, **postfix)`` and ``close()`` (also a
-    context manager); a no-op object when reporting is off."""
+    context manager); a no-op object when reporting is off (``force`` draws it
+    even when stderr is not a terminal)."""
     stream = sys.stderr
-    if not _wanted(enabled, stream):
+    if not (force and enabled and stream is not None) and not _wanted(enabled, stream):
         return _Silent()
     try:
         from tqdm import tqdm
@@ -131,3 +132,47 @@ def progress_bar(total=None, desc="", enabled=True):
         return _Plain(total, desc, stream)
     return _Tqdm(tqdm(total=total, desc=desc or None, file=stream,
                       dynamic_ncols=True, mininterval=0.1, leave=True))
+
+
+def _metrics_text(logs):
+    return " - ".join(f"{k}: {_fmt(v)}" for k, v in logs.items())
+
+
+class EpochReporter:
+    """What ``fit`` prints, Keras style: ``verbose`` 0 is silent, 1 a bar per
+    epoch (stderr) closed with the epoch's metrics, 2 one line per epoch
+    (stdout). "auto" is 1 on a terminal and 2 otherwise (logs, CI, notebooks'
+    captured output), so a run is never silent by accident."""
+
+    def __init__(self, verbose, epochs, n_batches):
+        if verbose == "auto":
+            verbose = 1 if _wanted(True, sys.stderr) else 2
+        if isinstance(verbose, bool) or verbose not in (0, 1, 2):
+            raise ValueError(f"verbose must be 0, 1, 2 or 'auto', got {verbose!r}")
+        self.verbose, self.epochs, self.n_batches = verbose, epochs, n_batches
+        self._bar = _Silent()
+        self._start = 0.0
+
+    def begin_epoch(self, epoch):
+        self._start = time.monotonic()
+        if self.verbose == 1:
+            self._bar = progress_bar(self.n_batches, f"epoch {epoch + 1}/{self.epochs}",
+                                     enabled=True, force=True)
+
+    def batch(self, loss):
+        self._bar.update(1, loss=f"{loss:.4f}")
+
+    def end_epoch(self, epoch, logs, note=""):
+        seconds = time.monotonic() - self._start
+        if self.verbose == 1:
+            self._bar.update(0, **{k: _fmt(v) for k, v in logs.items()})
+            self._bar.close()
+        elif self.verbose == 2:
+            line = f"Epoch {epoch + 1}/{self.epochs} - {seconds:.2f}s - {_metrics_text(logs)}"
+            print(line + (f" - {note}" if note else ""), flush=True)
+
+
+def bar_verbosity(enabled=True):
+    """fit's verbose for callers that print their own per-epoch lines: the bar
+    when it would be wanted (a terminal, or FASTNN_PROGRESS=1), else silent."""
+    return 1 if _wanted(enabled, sys.stderr) else 0

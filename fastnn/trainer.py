@@ -9,13 +9,22 @@ from ._kernels import _ops
 from .losses import _Loss, BCELoss, BCEWithLogitsLoss, CrossEntropyLoss, MSELoss, check_sample_weight
 from .module import Module, Sequential
 from .optim import SGD, Adam, AdamW, Optimizer, RMSprop, clip_grad_norm
-from .progress import progress_bar
+from .progress import EpochReporter
 
 # The configurations the compiled one-call step implements exactly.
 _LOSS_CODES = {MSELoss: _ops.LOSS_MSE, CrossEntropyLoss: _ops.LOSS_CE_LABELS,
                BCELoss: _ops.LOSS_BCE, BCEWithLogitsLoss: _ops.LOSS_BCE_LOGITS}
 _OPT_CODES = {SGD: _ops.OPT_SGD, Adam: _ops.OPT_ADAM, AdamW: _ops.OPT_ADAMW,
               RMSprop: _ops.OPT_RMSPROP}
+
+
+class DivergenceError(FloatingPointError):
+    """A training step produced a non-finite loss or gradient norm. The step
+    changed nothing: weights and optimizer state are those before it."""
+
+
+class DivergenceWarning(RuntimeWarning):
+    """``fit`` stopped early because training diverged."""
 
 
 class Trainer:
@@ -34,13 +43,34 @@ class Trainer:
             raise TypeError(f"optimizer must be a fastnn optimizer, got {type(optimizer).__name__}")
         if clip_grad_norm is not None:
             clip_grad_norm = V.non_negative(clip_grad_norm, "clip_grad_norm")
+        self._params = model.parameters()
+        owned = {id(p) for p in self._params}
+        foreign = [i for i, p in enumerate(p for g in optimizer.param_groups for p in g["params"])
+                   if id(p) not in owned]
+        if foreign:
+            raise ValueError(f"optimizer holds {len(foreign)} parameter(s) that are not the model's "
+                             f"(positions {foreign[:5]}{'...' if len(foreign) > 5 else ''} in its "
+                             "param groups): was it built from another model's parameters()?")
         self.model, self.loss, self.optimizer = model, loss, optimizer
         self.scheduler = scheduler
         self.clip_grad_norm = clip_grad_norm
         self.stop_training = False
-        self._params = model.parameters()
         self._last_output = None
         self._checked_hyper = None
+
+    def __getstate__(self):
+        state = self.__dict__.copy()
+        state["_last_output"] = None  # a view of a compiled program's workspace
+        return state
+
+    def _diverged(self, value, norm=None):
+        lr = self.optimizer.param_groups[0].get("lr")
+        what = f"the loss is {value}" if not np.isfinite(value) else f"the gradient norm is {norm}"
+        hint = "lower the learning rate" + (f" (lr={lr:g} now)" if lr is not None else "")
+        if self.clip_grad_norm is None:
+            hint += " or clip gradients (Trainer(..., clip_grad_norm=1.0))"
+        return DivergenceError(f"training diverged: {what}; this step changed no weight and no "
+                               f"optimizer state. Try to {hint}.")
 
     # --- one step ------------------------------------------------------------
     def _check_xy(self, x, y):
@@ -114,8 +144,11 @@ class Trainer:
         smoothing = getattr(self.loss, "label_smoothing", 0.0)
         max_norm = -1.0 if self.clip_grad_norm is None else self.clip_grad_norm
         opt._steps[0] += 1
-        value, _ = prog.step(x, y, self._loss_code, smoothing, max_norm, kind, hyper,
-                             seg.data, seg.grad, s[0], s[1], s[2], opt._steps[0], first)
+        value, norm = prog.step(x, y, self._loss_code, smoothing, max_norm, kind, hyper,
+                                seg.data, seg.grad, s[0], s[1], s[2], opt._steps[0], first)
+        if not (np.isfinite(value) and np.isfinite(norm)):  # the C step skipped the update
+            opt._steps[0] -= 1
+            raise self._diverged(value, norm)
         if self.scheduler is not None:
             self.scheduler.step()
         self._last_output = prog.output
@@ -126,10 +159,14 @@ class Trainer:
         self.model.train()
         out = self.model._forward(x)
         value = self.loss(out, y, sample_weight)  # validates y before any weight changes
+        if not np.isfinite(value):
+            raise self._diverged(value)
         self.model._backward(self.loss.backward(), False, False)
         value = self._reduce_gradients(value, x.shape[0])
         if self.clip_grad_norm is not None:
-            clip_grad_norm(self._params, self.clip_grad_norm)
+            norm = clip_grad_norm(self._params, self.clip_grad_norm)
+            if not np.isfinite(norm):
+                raise self._diverged(value, norm)
         self.optimizer.step()
         if self.scheduler is not None:
             self.scheduler.step()
@@ -225,10 +262,20 @@ class Trainer:
 
     # --- the loop --------------------------------------------------------------
     def fit(self, X, y, epochs=1, batch_size=32, validation_data=None, validation_split=None,
-            shuffle=True, seed=None, callbacks=(), progress=True, sample_weight=None):
-        """Train for ``epochs`` passes over (X, y) in mini-batches; returns a History."""
+            shuffle=True, seed=None, callbacks=(), progress=True, sample_weight=None,
+            verbose="auto"):
+        """Train for ``epochs`` passes over (X, y) in mini-batches; returns a History.
+
+        verbose: 0 silent, 1 a progress bar per epoch, 2 one line per epoch with
+        the loss, accuracy and val_* metrics and the time; "auto" (default) is 1
+        on a terminal and 2 otherwise. ``progress=False`` silences it too.
+        If a step diverges (non-finite loss or gradient norm), fit stops with a
+        DivergenceWarning naming the epoch and step; the weights are those
+        before that step and the History keeps the epochs that ran."""
         X, y, validation_data, sample_weight, epochs, batch_size = self._fit_args(
             X, y, epochs, batch_size, validation_data, validation_split, sample_weight)
+        report = EpochReporter(verbose if progress else 0, epochs,
+                               (len(X) + batch_size - 1) // batch_size)
         rng = np.random.default_rng(seed) if seed is not None else _random.generator()
 
         history = History()
@@ -243,25 +290,45 @@ class Trainer:
         for epoch in range(epochs):
             cbs.on_epoch_begin(epoch, logs)
             order = rng.permutation(n) if shuffle else np.arange(n)
-            total, hits = 0.0, [0, 0]
-            bar = progress_bar(n_batches, f"epoch {epoch + 1}/{epochs}", progress)
+            total, hits, seen, diverged = 0.0, [0, 0], 0, None
+            report.begin_epoch(epoch)
             for b in range(n_batches):
                 idx = order[b * batch_size:(b + 1) * batch_size]
                 xb, yb = xb_full[:len(idx)], yb_full[:len(idx)]
                 np.take(X, idx, axis=0, out=xb)
                 np.take(y, idx, axis=0, out=yb)
-                value = self.step(xb, yb, None if sample_weight is None else sample_weight[idx])
+                try:
+                    value = self.step(xb, yb, None if sample_weight is None else sample_weight[idx])
+                except DivergenceError as exc:
+                    diverged = exc
+                    break
                 total += value * len(idx)
+                seen += len(idx)
                 hits = _add_hits(hits, self._correct(self._last_output, yb))
                 cbs.on_batch_end(b, {"loss": value, "size": len(idx)})
-                bar.update(1, loss=f"{value:.4f}")
-            bar.close()
+                report.batch(value)
+            if diverged is not None:
+                # the epoch's record says what happened: the loss went non-finite
+                logs = {"loss": float("nan")}
+                if hits is not None:
+                    logs["accuracy"] = hits[0] / hits[1] if hits[1] else float("nan")
+                if validation_data is not None:
+                    logs.update({f"val_{k}": float("nan") for k in list(logs)})
+                where = f"epoch {epoch + 1}, step {b + 1} of {n_batches}"
+                report.end_epoch(epoch, logs, note=f"diverged at {where}")
+                history.on_epoch_end(epoch, logs)
+                self.stop_training = True
+                import warnings
+                warnings.warn(f"fit stopped at {where}: {diverged}", DivergenceWarning,
+                              stacklevel=2)
+                break
             logs = {"loss": total / n}
             if hits is not None:
                 logs["accuracy"] = hits[0] / hits[1]
             if validation_data is not None:
                 val = self.evaluate(*validation_data)
                 logs.update({f"val_{k}": v for k, v in val.items()})
+            report.end_epoch(epoch, logs)
             cbs.on_epoch_end(epoch, logs)
             if self.stop_training:
                 break

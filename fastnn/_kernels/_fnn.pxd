@@ -49,6 +49,7 @@ cdef extern from "fnn.h" nogil:
     int fnn_get_threads() noexcept
     int fnn_openmp_enabled() noexcept
     int fnn_openmp_max_threads() noexcept
+    int fnn_openmp_pool_started() noexcept
     int fnn_labels_in_range(int64_t n, int64_t *labels, int64_t C) noexcept
     void fnn_gemm_f32(int ta, int tb, int M, int N, int K, float alpha, float *A, int lda, float *B, int ldb, float beta, float *C, int ldc) noexcept
     void fnn_linear_forward_f32(int n, int n_in, int n_out, float *X, int ldx, float *W, float *b, int act, float slope, float *Z, float *Y) noexcept

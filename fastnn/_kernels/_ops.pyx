@@ -47,6 +47,9 @@ def openmp_enabled():
 def openmp_max_threads():
     return fnn_openmp_max_threads()
 
+def openmp_pool_started():
+    return bool(fnn_openmp_pool_started())
+
 
 # --------------------------------------------------------------------- BLAS
 def gemm(floating[:, ::1] a, floating[:, ::1] b, floating[:, ::1] c, bint trans_a=False,
