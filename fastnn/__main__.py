@@ -18,14 +18,10 @@ def main(argv=None):
         "lm", help="train a next-character language model and sample from it",
         description="Train a fixed-context next-token model (embeddings of the previous "
                     "--context tokens, an MLP, softmax) and generate text with it."))
-    args, rest = parser.parse_known_args(argv)
+    args = parser.parse_args(argv)  # an unknown option is an error (exit 2)
     if args.command == "lm":
-        if rest:
-            parser.error(f"lm: unrecognized arguments: {' '.join(rest)}")
         return lm.main(args)
     if args.command == "bench":
-        if rest:
-            parser.error(f"bench: unrecognized arguments: {' '.join(rest)}")
         return bench.main(args)
     if args.command == "info":
         import fastnn

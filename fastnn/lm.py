@@ -398,6 +398,24 @@ def _check_args(args):
         raise ValueError(f"--min-count must be >= 1, got {args.min_count}")
     if args.seed < 0:
         raise ValueError(f"--seed must be >= 0, got {args.seed}")
+    if not args.no_save:  # before training, not after it
+        for path in (args.save, vocab_path_for(args.save)):
+            folder = os.path.dirname(os.path.abspath(path))
+            if not os.path.isdir(folder):
+                raise ValueError(f"--save {args.save!r}: the folder {folder!r} does not exist")
+            if not os.access(folder, os.W_OK):
+                raise ValueError(f"--save {args.save!r}: the folder {folder!r} is not writable")
+            if os.path.isdir(path):
+                raise ValueError(f"--save {args.save!r}: {path!r} is a folder")
+
+
+def versus_baseline(val_ppl, unigram_ppl):
+    """How the model's perplexity compares with the unigram baseline, in words
+    that stay true when the model is the worse of the two."""
+    ratio = unigram_ppl / val_ppl
+    if ratio >= 1:
+        return f"{ratio:.2f}x lower than the baseline"
+    return f"{1 / ratio:.2f}x HIGHER than the baseline: worse than predicting token frequencies"
 
 
 def run(args):
@@ -415,7 +433,8 @@ def run(args):
         dropout=args.dropout, min_count=min_count, progress=not args.no_progress, log=log)
     val_ppl, uni = hist["val_ppl"][-1], hist["unigram_ppl"]
     print(f"validation perplexity {val_ppl:.2f} vs unigram baseline {uni:.2f} "
-          f"({uni / val_ppl:.1f}x better); trained in {time.perf_counter() - t0:.1f}s", flush=True)
+          f"({versus_baseline(val_ppl, uni)}); trained in {time.perf_counter() - t0:.1f}s",
+          flush=True)
     if not args.no_save:
         try:
             mpath, vpath = save_lm(args.save, model, tok)

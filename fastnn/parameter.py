@@ -15,7 +15,7 @@ class Parameter:
         if data.dtype not in (np.float32, np.float64):
             raise TypeError(f"Parameter: data must be float32 or float64, got {data.dtype}")
         self._data = data
-        self._grad = np.zeros_like(data)
+        self._grad = np.zeros(data.shape, data.dtype)  # calloc: no memory until written
         self._flat = None  # (FlatBuffer, offset) once bound into a model's buffers
         self._offset = 0
 
@@ -24,7 +24,7 @@ class Parameter:
         """A Parameter over ``data`` itself (a fresh C-contiguous float array the
         caller gives up), without the defensive copy."""
         p = cls.__new__(cls)
-        p._data, p._grad, p._flat, p._offset = data, np.zeros_like(data), None, 0
+        p._data, p._grad, p._flat, p._offset = data, np.zeros(data.shape, data.dtype), None, 0
         return p
 
     @property

@@ -158,6 +158,9 @@ class Trainer:
         x, y = self._check_xy(x, y)
         self.model.train()
         out = self.model._forward(x)
+        if not _ops.all_finite(out.reshape(-1)):
+            self.loss._check_target(out, y)  # bad targets are the user's error, not divergence
+            raise self._diverged(float("nan"))
         value = self.loss(out, y, sample_weight)  # validates y before any weight changes
         if not np.isfinite(value):
             raise self._diverged(value)
@@ -251,7 +254,10 @@ class Trainer:
             for i in range(0, n, batch_size):
                 out = self.model._forward(X[i:i + batch_size])
                 wb = None if w is None else w[i:i + batch_size]
-                total += self.loss(out, y[i:i + batch_size], wb) * len(out)
+                if not _ops.all_finite(out.reshape(-1)):  # diverged weights: say so with nan
+                    total = float("nan")
+                else:
+                    total += self.loss(out, y[i:i + batch_size], wb) * len(out)
                 hits = _add_hits(hits, self._correct(out, y[i:i + batch_size]))
         finally:
             self.model.train(was_training)
@@ -319,8 +325,10 @@ class Trainer:
                 history.on_epoch_end(epoch, logs)
                 self.stop_training = True
                 import warnings
-                warnings.warn(f"fit stopped at {where}: {diverged}", DivergenceWarning,
-                              stacklevel=2)
+                warnings.warn(str(diverged).replace("training diverged:", f"training diverged "
+                                                    f"at {where}:", 1)
+                              + " fit stopped; its History keeps the epochs that ran.",
+                              DivergenceWarning, stacklevel=2)
                 break
             logs = {"loss": total / n}
             if hits is not None:
