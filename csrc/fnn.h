@@ -47,7 +47,28 @@ typedef struct {
 
 enum { FNN_LOSS_MSE = 0, FNN_LOSS_CE_LABELS = 1, FNN_LOSS_CE_PROBS = 2, FNN_LOSS_BCE = 3,
        FNN_LOSS_BCE_LOGITS = 4 };
-enum { FNN_OPT_SGD = 0, FNN_OPT_ADAM = 1, FNN_OPT_ADAMW = 2, FNN_OPT_RMSPROP = 3 };
+
+/* One optimizer update over a flat parameter buffer: which rule, its named
+ * hyperparameters for this step, and its state buffers (each shaped like the
+ * parameters, of their dtype; NULL when the rule does not use it). Built by the
+ * optimizer class that owns the rule (fastnn/optim.py, via _ops.Update). */
+typedef struct { double lr, momentum, dampening, weight_decay; int nesterov, first;
+                 void *momentum_buffer; } fnn_sgd_args;
+typedef struct { double lr, beta1, beta2, eps, weight_decay; int decoupled; int64_t step;
+                 void *exp_avg, *exp_avg_sq; } fnn_adam_args;
+typedef struct { double lr, alpha, eps, weight_decay, momentum;
+                 void *square_avg, *grad_avg, *momentum_buffer; } fnn_rmsprop_args;
+typedef struct { double lr, lr_decay, weight_decay, eps; int64_t step; void *sum; } fnn_adagrad_args;
+/* mu_product: the product of the momentum schedule up to this step (torch's state). */
+typedef struct { double lr, beta1, beta2, eps, weight_decay, momentum_decay, mu_product;
+                 int decoupled; int64_t step; void *exp_avg, *exp_avg_sq; } fnn_nadam_args;
+enum { FNN_OPT_SGD = 0, FNN_OPT_ADAM = 1, FNN_OPT_RMSPROP = 2, FNN_OPT_ADAGRAD = 3,
+       FNN_OPT_NADAM = 4 };
+typedef struct {
+    int kind;  /* FNN_OPT_*: which member of the union is set */
+    union { fnn_sgd_args sgd; fnn_adam_args adam; fnn_rmsprop_args rmsprop;
+            fnn_adagrad_args adagrad; fnn_nadam_args nadam; } u;
+} fnn_update;
 
 #define FNN_T float
 #define FNN_S(name) name##_f32

@@ -37,6 +37,17 @@ void FNN_S(fnn_adam)(int64_t n, FNN_T *p, const FNN_T *g, FNN_T *m, FNN_T *v, FN
                      FNN_T beta1, FNN_T beta2, FNN_T eps, FNN_T wd, int decoupled, int64_t step);
 void FNN_S(fnn_rmsprop)(int64_t n, FNN_T *p, const FNN_T *g, FNN_T *sq, FNN_T *gavg, FNN_T *buf,
                         FNN_T lr, FNN_T alpha, FNN_T eps, FNN_T wd, FNN_T momentum);
+void FNN_S(fnn_adagrad)(int64_t n, FNN_T *p, const FNN_T *g, FNN_T *sum, FNN_T clr, FNN_T wd,
+                        FNN_T eps);
+void FNN_S(fnn_nadam)(int64_t n, FNN_T *p, const FNN_T *g, FNN_T *m, FNN_T *v, FNN_T lr,
+                      FNN_T beta1, FNN_T beta2, FNN_T eps, FNN_T wd, int decoupled,
+                      double bias_correction2, double grad_coef, double avg_coef);
+/* The update u over n parameters p with gradients g: dispatches to the rule's kernel. */
+void FNN_S(fnn_update_apply)(const fnn_update *u, int64_t n, FNN_T *p, const FNN_T *g);
+/* Clip g to max_norm (if >= 0; the norm before clipping goes to *norm) and apply u.
+ * Returns 0, or -1 without touching p when the norm is not finite. */
+int FNN_S(fnn_clip_update)(double max_norm, double *norm, const fnn_update *u, int64_t n,
+                           FNN_T *p, FNN_T *g);
 double FNN_S(fnn_sumsq)(int64_t n, const FNN_T *x);
 void FNN_S(fnn_scale)(int64_t n, FNN_T *x, FNN_T c);
 void FNN_S(fnn_mul)(int64_t n, const FNN_T *a, const FNN_T *b, FNN_T *out);
@@ -60,14 +71,19 @@ void FNN_S(fnn_embedding_backward)(int64_t n, int dim, int64_t num, const int64_
 void FNN_S(fnn_dense_forward)(int n, int nl, const fnn_dense *L, const FNN_T *X,
                               const fnn_embed *emb, const int64_t *ids);
 /* One whole training step of a dense stack in one call: forward, loss (value
- * returned, gradient into the last dY), backward, clipping to max_norm (if > 0;
- * the norm before clipping goes to *norm), and the optimizer update over the flat
- * parameter buffer p with gradients g and state s0..s2 (see fnn_*_opt args).
+ * returned, gradient into the last dY), backward, clipping to max_norm (if >= 0;
+ * the norm before clipping goes to *norm), and the optimizer update u over the
+ * flat parameter buffer p with gradients g.
  * With emb, the input is ids (X unused) and E's gradient is part of g. A
  * non-finite loss (or gradient norm, when clipping) returns before the update. */
 double FNN_S(fnn_dense_step)(int n, int nl, const fnn_dense *L, const FNN_T *X,
                              const fnn_embed *emb, const int64_t *ids, int loss,
                              const int64_t *labels, const FNN_T *target, FNN_T smoothing,
-                             double max_norm, double *norm, int opt, const double *h,
-                             int64_t np_, FNN_T *p, FNN_T *g, FNN_T *s0, FNN_T *s1, FNN_T *s2,
-                             int64_t step, int first);
+                             double max_norm, double *norm, const fnn_update *u,
+                             int64_t np_, FNN_T *p, FNN_T *g);
+/* The first half of the step (forward, loss, backward; the loss gradient scaled
+ * by grad_scale), for callers that reduce gradients before fnn_clip_update. */
+double FNN_S(fnn_dense_forward_backward)(int n, int nl, const fnn_dense *L, const FNN_T *X,
+                                         const fnn_embed *emb, const int64_t *ids, int loss,
+                                         const int64_t *labels, const FNN_T *target,
+                                         FNN_T smoothing, double grad_scale);

@@ -497,6 +497,117 @@ void S(fnn_rmsprop)(int64_t n, T *p, const T *g, T *sq, T *gavg, T *buf, T lr, T
     });
 }
 
+FNN_CLONES static void S(adagrad_range)(int64_t n, T *restrict p, const T *restrict g,
+                                        T *restrict sum, T clr, T wd, T eps)
+{
+    for (int64_t i = 0; i < n; i++) {
+        T gi = g[i] + wd * p[i];
+        T s = sum[i] + gi * gi;
+        sum[i] = s;
+        p[i] -= clr * gi / (SQRT(s) + eps);
+    }
+}
+
+void S(fnn_adagrad)(int64_t n, T *p, const T *g, T *sum, T clr, T wd, T eps)
+{
+    int nt = fnn_threads_for((double)n * 3);
+    int64_t cs = fnn_chunk_aligned(n, nt);
+    FNN_PAR_FOR(nt, c, nt, {
+        int64_t lo = c * cs, len = lo < n ? (n - lo < cs ? n - lo : cs) : 0;
+        S(adagrad_range)(len, p + lo, g + lo, sum + lo, clr, wd, eps);
+    });
+}
+
+/* NAdam with torch's momentum schedule; the two step sizes (gradient and average
+ * terms) are computed once per step by the caller, in double like torch. */
+FNN_CLONES static void S(nadam_range)(int64_t n, T *restrict p, const T *restrict g,
+                                      T *restrict m, T *restrict v, T b1, T b2, T eps, T decay,
+                                      T l2, T bc2, T gc, T ac)
+{
+    for (int64_t i = 0; i < n; i++) {
+        T pi = p[i] * decay;
+        T gi = g[i] + l2 * pi;
+        T mi = m[i] + ((T)1 - b1) * (gi - m[i]);
+        T vi = b2 * v[i] + ((T)1 - b2) * gi * gi;
+        m[i] = mi;
+        v[i] = vi;
+        T denom = SQRT(vi / bc2) + eps;
+        pi += gc * gi / denom;
+        p[i] = pi + ac * mi / denom;
+    }
+}
+
+void S(fnn_nadam)(int64_t n, T *p, const T *g, T *m, T *v, T lr, T beta1, T beta2, T eps, T wd,
+                  int decoupled, double bias_correction2, double grad_coef, double avg_coef)
+{
+    T decay = decoupled ? (T)1 - lr * wd : (T)1, l2 = decoupled ? 0 : wd;
+    T bc2 = (T)bias_correction2, gc = (T)grad_coef, ac = (T)avg_coef;
+    int nt = fnn_threads_for((double)n * 5);
+    int64_t cs = fnn_chunk_aligned(n, nt);
+    FNN_PAR_FOR(nt, c, nt, {
+        int64_t lo = c * cs, len = lo < n ? (n - lo < cs ? n - lo : cs) : 0;
+        S(nadam_range)(len, p + lo, g + lo, m + lo, v + lo, beta1, beta2, eps, decay, l2, bc2,
+                       gc, ac);
+    });
+}
+
+void S(fnn_update_apply)(const fnn_update *u, int64_t n, T *p, const T *g)
+{
+    switch (u->kind) {
+    case FNN_OPT_SGD: {
+        const fnn_sgd_args *a = &u->u.sgd;
+        S(fnn_sgd)(n, p, g, (T *)a->momentum_buffer, (T)a->lr, (T)a->momentum, (T)a->dampening,
+                   (T)a->weight_decay, a->nesterov, a->first);
+        break;
+    }
+    case FNN_OPT_ADAM: {
+        const fnn_adam_args *a = &u->u.adam;
+        S(fnn_adam)(n, p, g, (T *)a->exp_avg, (T *)a->exp_avg_sq, (T)a->lr, (T)a->beta1,
+                    (T)a->beta2, (T)a->eps, (T)a->weight_decay, a->decoupled, a->step);
+        break;
+    }
+    case FNN_OPT_RMSPROP: {
+        const fnn_rmsprop_args *a = &u->u.rmsprop;
+        S(fnn_rmsprop)(n, p, g, (T *)a->square_avg, (T *)a->grad_avg, (T *)a->momentum_buffer,
+                       (T)a->lr, (T)a->alpha, (T)a->eps, (T)a->weight_decay, (T)a->momentum);
+        break;
+    }
+    case FNN_OPT_ADAGRAD: {
+        const fnn_adagrad_args *a = &u->u.adagrad;
+        /* torch: clr = lr / (1 + (step - 1) lr_decay), in double */
+        double clr = a->lr / (1.0 + (double)(a->step - 1) * a->lr_decay);
+        S(fnn_adagrad)(n, p, g, (T *)a->sum, (T)clr, (T)a->weight_decay, (T)a->eps);
+        break;
+    }
+    case FNN_OPT_NADAM: {
+        const fnn_nadam_args *a = &u->u.nadam;
+        double t = (double)a->step;
+        double mu = a->beta1 * (1.0 - 0.5 * pow(0.96, t * a->momentum_decay));
+        double mu_next = a->beta1 * (1.0 - 0.5 * pow(0.96, (t + 1.0) * a->momentum_decay));
+        double bc2 = 1.0 - pow(a->beta2, t);
+        double grad_coef = -a->lr * (1.0 - mu) / (1.0 - a->mu_product);
+        double avg_coef = -a->lr * mu_next / (1.0 - a->mu_product * mu_next);
+        S(fnn_nadam)(n, p, g, (T *)a->exp_avg, (T *)a->exp_avg_sq, (T)a->lr, (T)a->beta1,
+                     (T)a->beta2, (T)a->eps, (T)a->weight_decay, a->decoupled, bc2, grad_coef,
+                     avg_coef);
+        break;
+    }
+    }
+}
+
+int S(fnn_clip_update)(double max_norm, double *norm, const fnn_update *u, int64_t n, T *p, T *g)
+{
+    if (max_norm >= 0) {
+        double total = sqrt(S(fnn_sumsq)(n, g));
+        *norm = total;
+        if (!isfinite(total)) return -1;
+        double coef = max_norm / (total + 1e-6);
+        if (coef < 1.0) S(fnn_scale)(n, g, (T)coef);
+    }
+    S(fnn_update_apply)(u, n, p, g);
+    return 0;
+}
+
 FNN_CLONES static double S(sumsq_range)(int64_t n, const T *x)
 {
     double s = 0;
@@ -705,10 +816,10 @@ void S(fnn_dense_forward)(int n, int nl, const fnn_dense *L, const T *X, const f
     }
 }
 
-double S(fnn_dense_step)(int n, int nl, const fnn_dense *L, const T *X, const fnn_embed *emb,
-                         const int64_t *ids, int loss, const int64_t *labels, const T *target,
-                         T smoothing, double max_norm, double *norm, int opt, const double *h,
-                         int64_t np_, T *p, T *g, T *s0, T *s1, T *s2, int64_t step, int first)
+double S(fnn_dense_forward_backward)(int n, int nl, const fnn_dense *L, const T *X,
+                                     const fnn_embed *emb, const int64_t *ids, int loss,
+                                     const int64_t *labels, const T *target, T smoothing,
+                                     double grad_scale)
 {
     S(fnn_dense_forward)(n, nl, L, X, emb, ids);
     if (emb) X = (const T *)emb->X0;
@@ -728,6 +839,7 @@ double S(fnn_dense_step)(int n, int nl, const fnn_dense *L, const T *X, const fn
     /* A diverged step changes nothing: the caller reports it with the weights
      * and optimizer state as they were before the step. */
     if (!isfinite(value)) return value;
+    if (grad_scale != 1.0) S(fnn_scale)(N, gout, (T)grad_scale);
     for (int l = nl - 1; l >= 0; l--) {
         const fnn_dense *d = L + l;
         const T *in = l ? (const T *)L[l - 1].Y : X;
@@ -738,22 +850,17 @@ double S(fnn_dense_step)(int n, int nl, const fnn_dense *L, const T *X, const fn
     if (emb)
         S(fnn_embedding_backward)((int64_t)n * emb->k, emb->dim, emb->num, ids,
                                   (const T *)emb->dX0, (T *)emb->dE, 0);
-    if (max_norm >= 0) {
-        double total = sqrt(S(fnn_sumsq)(np_, g));
-        *norm = total;
-        if (!isfinite(total)) return value;
-        double coef = max_norm / (total + 1e-6);
-        if (coef < 1.0) S(fnn_scale)(np_, g, (T)coef);
-    }
-    switch (opt) {
-    case FNN_OPT_SGD:
-        S(fnn_sgd)(np_, p, g, s0, (T)h[0], (T)h[1], (T)h[2], (T)h[3], (int)h[4], first); break;
-    case FNN_OPT_ADAM: case FNN_OPT_ADAMW:
-        S(fnn_adam)(np_, p, g, s0, s1, (T)h[0], (T)h[1], (T)h[2], (T)h[3], (T)h[4],
-                    opt == FNN_OPT_ADAMW, step); break;
-    default:
-        S(fnn_rmsprop)(np_, p, g, s0, s1, s2, (T)h[0], (T)h[1], (T)h[2], (T)h[3], (T)h[4]); break;
-    }
+    return value;
+}
+
+double S(fnn_dense_step)(int n, int nl, const fnn_dense *L, const T *X, const fnn_embed *emb,
+                         const int64_t *ids, int loss, const int64_t *labels, const T *target,
+                         T smoothing, double max_norm, double *norm, const fnn_update *u,
+                         int64_t np_, T *p, T *g)
+{
+    double value = S(fnn_dense_forward_backward)(n, nl, L, X, emb, ids, loss, labels, target,
+                                                 smoothing, 1.0);
+    if (isfinite(value)) S(fnn_clip_update)(max_norm, norm, u, np_, p, g);
     return value;
 }
 

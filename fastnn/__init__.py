@@ -9,7 +9,7 @@ from .module import Module, Sequential
 from .layers import Dropout, Embedding, Flatten, LayerNorm, Linear
 from .activations import GELU, LeakyReLU, ReLU, Sigmoid, Softmax, Tanh
 from .losses import BCELoss, BCEWithLogitsLoss, CrossEntropyLoss, MSELoss
-from .optim import SGD, Adam, AdamW, Optimizer, RMSprop, clip_grad_norm
+from .optim import SGD, Adagrad, Adam, AdamW, NAdam, Optimizer, RMSprop, clip_grad_norm
 from .schedulers import CosineAnnealingLR, LinearLR, LinearWarmup, LRScheduler, StepLR
 from .callbacks import Callback, EarlyStopping, History, ModelCheckpoint
 from .trainer import DivergenceError, DivergenceWarning, Trainer
@@ -26,7 +26,7 @@ __all__ = [
     "Linear", "Dropout", "LayerNorm", "Embedding", "Flatten",
     "ReLU", "LeakyReLU", "Sigmoid", "Tanh", "GELU", "Softmax",
     "MSELoss", "CrossEntropyLoss", "BCELoss", "BCEWithLogitsLoss",
-    "Optimizer", "SGD", "Adam", "AdamW", "RMSprop", "clip_grad_norm",
+    "Optimizer", "SGD", "Adam", "AdamW", "RMSprop", "Adagrad", "NAdam", "clip_grad_norm",
     "LRScheduler", "StepLR", "LinearLR", "CosineAnnealingLR", "LinearWarmup",
     "Callback", "History", "EarlyStopping", "ModelCheckpoint",
     "Trainer", "DivergenceError", "DivergenceWarning", "DistributedTrainer", "Perceptron", "ConvergenceWarning",

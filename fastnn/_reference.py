@@ -196,6 +196,30 @@ def adam(p, g, m, v, lr, beta1, beta2, eps, weight_decay, decoupled, step):
     p -= step_size * m / denom
 
 
+def adagrad(p, g, sum, lr, lr_decay, weight_decay, eps, step):
+    if weight_decay:
+        g = g + weight_decay * p
+    sum += g * g
+    p -= lr / (1 + (step - 1) * lr_decay) * g / (np.sqrt(sum) + eps)
+
+
+def nadam(p, g, m, v, lr, beta1, beta2, eps, weight_decay, momentum_decay, mu_product,
+          decoupled, step):
+    """mu_product: mu_1 * ... * mu_step, this step's mu included."""
+    if decoupled:
+        p *= 1 - lr * weight_decay
+    elif weight_decay:
+        g = g + weight_decay * p
+    mu = beta1 * (1 - 0.5 * 0.96 ** (step * momentum_decay))
+    mu_next = beta1 * (1 - 0.5 * 0.96 ** ((step + 1) * momentum_decay))
+    m += (1 - beta1) * (g - m)
+    v *= beta2
+    v += (1 - beta2) * g * g
+    denom = np.sqrt(v / (1 - beta2 ** step)) + eps
+    p -= lr * (1 - mu) / (1 - mu_product) * g / denom
+    p -= lr * mu_next / (1 - mu_product * mu_next) * m / denom
+
+
 def rmsprop(p, g, square_avg, grad_avg, buf, lr, alpha, eps, weight_decay, momentum):
     if weight_decay:
         g = g + weight_decay * p

@@ -41,6 +41,17 @@ class _Loss:
 
     forward = __call__
 
+    def correct(self, output, target):
+        """(correct, counted) predictions for the accuracy metric, or None where
+        the loss is not a classification loss."""
+        return None
+
+    def _compiled(self, target, output_act):
+        """(kernel code, label smoothing) of this loss inside a compiled training
+        step whose last layer ends in activation ``output_act``, for targets like
+        ``target``; None where the step does not implement it exactly."""
+        return None
+
     def backward(self):
         """d(mean loss)/d(output) of the last call, shaped like the output."""
         if self._grad is None:
@@ -73,6 +84,9 @@ class MSELoss(_Loss):
     def _check_target(self, output, target):
         return self._same_shape_target(output, target)
 
+    def _compiled(self, target, output_act):
+        return _ops.LOSS_MSE, 0.0
+
     def _compute(self, output, target, grad, weight):
         return _ops.mse(output.reshape(-1), target.reshape(-1), grad.reshape(-1), weight,
                         output.size // output.shape[0])
@@ -96,6 +110,17 @@ class BCELoss(_Loss):
             raise ValueError("target of BCELoss must be in [0, 1]")
         return t
 
+    threshold = 0.5  # on probabilities; BCEWithLogitsLoss: 0 on logits
+
+    def correct(self, output, target):
+        """Per element: output above the threshold vs target above 0.5."""
+        hits = (np.asarray(output) > self.threshold) == (np.asarray(target) > 0.5)
+        return int(np.count_nonzero(hits)), hits.size
+
+    def _compiled(self, target, output_act):
+        # the compiled step takes probabilities from a fused sigmoid only
+        return (_ops.LOSS_BCE, 0.0) if output_act == _ops.ACT_SIGMOID else None
+
     def _compute(self, output, target, grad, weight):
         return _ops.bce(output.reshape(-1), target.reshape(-1), grad.reshape(-1), weight,
                         output.size // output.shape[0])
@@ -106,6 +131,11 @@ class BCEWithLogitsLoss(BCELoss):
 
     def _check_output(self, output):
         return _Loss._check_output(self, output)
+
+    threshold = 0.0
+
+    def _compiled(self, target, output_act):
+        return _ops.LOSS_BCE_LOGITS, 0.0
 
     def _compute(self, output, target, grad, weight):
         return _ops.bce_logits(output.reshape(-1), target.reshape(-1), grad.reshape(-1), weight,
@@ -147,6 +177,16 @@ class CrossEntropyLoss(_Loss):
         if t.min() < 0 or not np.allclose(t.sum(axis=1), 1.0, atol=1e-4 if t.dtype == np.float32 else 1e-8):
             raise ValueError("target probabilities must be non-negative with rows summing to 1")
         return t
+
+    def correct(self, output, target):
+        """Rows whose arg-max matches the label (or the target's arg-max)."""
+        target = np.asarray(target)
+        labels = target if target.ndim == 1 else target.argmax(axis=1)
+        return int(np.count_nonzero(np.asarray(output).argmax(axis=1) == labels)), len(output)
+
+    def _compiled(self, target, output_act):
+        labels = getattr(target, "dtype", None) == np.int64
+        return (_ops.LOSS_CE_LABELS if labels else _ops.LOSS_CE_PROBS), self.label_smoothing
 
     def _compute(self, output, target, grad, weight):
         if target.dtype == np.int64:

@@ -73,7 +73,12 @@ def _check_hyper(name, value, low=0.0, high=None, high_open=False):
 
 
 class Optimizer:
-    """param_groups (dicts with 'params' and hyperparameters) + state + step()."""
+    """param_groups (dicts with 'params' and hyperparameters) + state + step().
+
+    A subclass is its update rule: ``_validate`` checks a group's
+    hyperparameters and ``_compiled`` returns the rule's compiled update for one
+    segment (``_ops.*_update``: hyperparameters and state buffers). The same
+    update runs in ``step`` and inside a compiled training step."""
 
     state_names = ()
 
@@ -82,6 +87,7 @@ class Optimizer:
         self.param_groups = []
         self._segs = []
         self._steps = []
+        self._checked = []  # per group: the hyperparameters last validated
         params = list(params)
         if not params:
             raise ValueError("optimizer got an empty parameter list")
@@ -105,9 +111,47 @@ class Optimizer:
         self.param_groups.append(full)
         self._segs.append(_segments(params))
         self._steps.append(0)
+        self._checked.append(None)
 
     def _validate(self, group):
         raise NotImplementedError
+
+    def _compiled(self, seg, group, step):
+        """This rule's update of segment ``seg`` at ``step`` (an ``_ops.Update``)."""
+        raise NotImplementedError
+
+    def _check_group(self, gi):
+        # lr and the other hyperparameters are writable between steps: check what
+        # changed, without re-checking an unchanged group every step
+        group = self.param_groups[gi]
+        key = tuple(group[k] for k in self.defaults)
+        if key != self._checked[gi]:
+            self._validate(group)
+            self._checked[gi] = key
+
+    # --- the compiled training step's view of the optimizer -------------------
+    def _flat_segment(self, params):
+        """The segment when this optimizer has one group whose parameters are
+        exactly ``params``, contiguous in one flat buffer; else None."""
+        if len(self._segs) == 1 and len(self._segs[0]) == 1 and self._segs[0][0].params == params \
+                and flat_span(params) is not None:
+            return self._segs[0][0]
+        return None
+
+    def _begin_step(self, gi=0):
+        """Validate group gi, count a step and return its compiled update of the
+        group's only segment; ``_cancel_step`` takes it back if it did not happen."""
+        self._check_group(gi)
+        seg = self._segs[gi][0]
+        self._before = set(seg.state)
+        self._steps[gi] += 1
+        return self._compiled(seg, self.param_groups[gi], self._steps[gi])
+
+    def _cancel_step(self, gi=0):
+        self._steps[gi] -= 1
+        seg = self._segs[gi][0]
+        for name in set(seg.state) - self._before:  # state first made by this step
+            del seg.state[name]
 
     def zero_grad(self, set_to_none=False):
         for segs in self._segs:
@@ -115,15 +159,12 @@ class Optimizer:
                 seg.grad.fill(0)
 
     def step(self):
-        for group in self.param_groups:  # check every group before updating any
-            self._validate(group)
+        for gi in range(len(self.param_groups)):  # check every group before updating any
+            self._check_group(gi)
         for gi, group in enumerate(self.param_groups):
             self._steps[gi] += 1
             for seg in self._segs[gi]:
-                self._update(seg, group, self._steps[gi])
-
-    def _update(self, seg, group, step):
-        raise NotImplementedError
+                self._compiled(seg, group, self._steps[gi]).apply(seg.data, seg.grad)
 
     # --- state dicts (torch's layout: params numbered across groups) ------------
     def state_dict(self):
@@ -212,11 +253,11 @@ class SGD(Optimizer):
         if g["nesterov"] and (g["momentum"] <= 0 or g["dampening"] != 0):
             raise ValueError("Nesterov momentum requires a momentum and zero dampening")
 
-    def _update(self, seg, g, step):
+    def _compiled(self, seg, g, step):
         first = "momentum_buffer" not in seg.state
         buf = seg.buffer("momentum_buffer") if g["momentum"] != 0 else None
-        _ops.sgd(seg.data, seg.grad, buf, g["lr"], g["momentum"], g["dampening"],
-                 g["weight_decay"], bool(g["nesterov"]), first)
+        return _ops.sgd_update(g["lr"], g["momentum"], g["dampening"], g["weight_decay"],
+                               bool(g["nesterov"]), first, buf)
 
 
 class Adam(Optimizer):
@@ -239,10 +280,10 @@ class Adam(Optimizer):
         _check_hyper("beta parameter at index 1", b[1], 0.0, 1.0, high_open=True)
         _check_hyper("weight_decay", g["weight_decay"])
 
-    def _update(self, seg, g, step):
+    def _compiled(self, seg, g, step):
         b1, b2 = g["betas"]
-        _ops.adam(seg.data, seg.grad, seg.buffer("exp_avg"), seg.buffer("exp_avg_sq"), g["lr"],
-                  b1, b2, g["eps"], g["weight_decay"], self.decoupled, step)
+        return _ops.adam_update(g["lr"], b1, b2, g["eps"], g["weight_decay"], self.decoupled,
+                                step, seg.buffer("exp_avg"), seg.buffer("exp_avg_sq"))
 
 
 class AdamW(Adam):
@@ -271,11 +312,91 @@ class RMSprop(Optimizer):
         _check_hyper("weight_decay", g["weight_decay"])
         _check_hyper("momentum", g["momentum"])
 
-    def _update(self, seg, g, step):
-        _ops.rmsprop(seg.data, seg.grad, seg.buffer("square_avg"),
-                     seg.buffer("grad_avg") if g["centered"] else None,
-                     seg.buffer("momentum_buffer") if g["momentum"] > 0 else None,
-                     g["lr"], g["alpha"], g["eps"], g["weight_decay"], g["momentum"])
+    def _compiled(self, seg, g, step):
+        return _ops.rmsprop_update(g["lr"], g["alpha"], g["eps"], g["weight_decay"], g["momentum"],
+                                   seg.buffer("square_avg"),
+                                   seg.buffer("grad_avg") if g["centered"] else None,
+                                   seg.buffer("momentum_buffer") if g["momentum"] > 0 else None)
+
+
+class Adagrad(Optimizer):
+    """Adagrad (torch.optim.Adagrad): per coordinate, with step t counted from 1,
+
+        g <- g + weight_decay * p;   sum <- sum + g^2
+        p <- p - lr / (1 + (t - 1) * lr_decay) * g / (sqrt(sum) + eps)
+
+    Arguments and defaults as torch: lr=1e-2, lr_decay=0, weight_decay=0,
+    initial_accumulator_value=0, eps=1e-10. State: ``sum``."""
+
+    state_names = ("sum",)
+
+    def __init__(self, params, lr=1e-2, lr_decay=0.0, weight_decay=0.0,
+                 initial_accumulator_value=0.0, eps=1e-10):
+        _check_hyper("initial_accumulator_value", initial_accumulator_value)
+        self.initial_accumulator_value = float(initial_accumulator_value)
+        super().__init__(params, dict(lr=lr, lr_decay=lr_decay, weight_decay=weight_decay,
+                                      eps=eps))
+
+    def _validate(self, g):
+        _check_hyper("lr", g["lr"])
+        _check_hyper("lr_decay", g["lr_decay"])
+        _check_hyper("weight_decay", g["weight_decay"])
+        _check_hyper("eps", g["eps"])
+
+    def _compiled(self, seg, g, step):
+        if "sum" not in seg.state:  # torch fills it at construction; same values
+            seg.buffer("sum").fill(self.initial_accumulator_value)
+        return _ops.adagrad_update(g["lr"], g["lr_decay"], g["weight_decay"], g["eps"], step,
+                                   seg.state["sum"])
+
+
+class NAdam(Optimizer):
+    """NAdam (torch.optim.NAdam): Adam with Nesterov momentum and torch's momentum
+    schedule mu_t = beta1 * (1 - 0.5 * 0.96^(t * momentum_decay)); with
+    m, v Adam's averages and prod_t = mu_1 ... mu_t,
+
+        p <- p - lr (1 - mu_t) / (1 - prod_t) * g / d
+               - lr mu_{t+1} / (1 - prod_t mu_{t+1}) * m / d,
+        d = sqrt(v / (1 - beta2^t)) + eps.
+
+    weight_decay is L2 in the gradient, or decoupled (AdamW-style) with
+    decoupled_weight_decay=True. Defaults as torch: lr=2e-3, betas=(0.9, 0.999),
+    eps=1e-8, weight_decay=0, momentum_decay=4e-3. The product of the mu_t is
+    kept in float32, as torch keeps it, and recomputed from the step count after
+    a load (torch stores it; equal while betas and momentum_decay are unchanged)."""
+
+    state_names = ("exp_avg", "exp_avg_sq")
+
+    def __init__(self, params, lr=2e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0,
+                 momentum_decay=4e-3, decoupled_weight_decay=False):
+        super().__init__(params, dict(lr=lr, betas=tuple(betas), eps=eps,
+                                      weight_decay=weight_decay, momentum_decay=momentum_decay,
+                                      decoupled_weight_decay=bool(decoupled_weight_decay)))
+        self._mu_products = {}  # id(segment) -> (step, product of mu_1..mu_step)
+
+    def _validate(self, g):
+        Adam._validate(self, g)
+        _check_hyper("momentum_decay", g["momentum_decay"])
+
+    def load_state_dict(self, state_dict):
+        super().load_state_dict(state_dict)
+        self._mu_products.clear()  # betas or steps may have changed
+
+    def _mu_product(self, seg, g, step):
+        b1, md = g["betas"][0], g["momentum_decay"]
+        done, prod = self._mu_products.get(id(seg), (0, np.float32(1.0)))
+        if done >= step:
+            done, prod = 0, np.float32(1.0)
+        for t in range(done + 1, step + 1):
+            prod = np.float32(prod * np.float32(b1 * (1.0 - 0.5 * 0.96 ** (t * md))))
+        self._mu_products[id(seg)] = (step, prod)
+        return float(prod)
+
+    def _compiled(self, seg, g, step):
+        b1, b2 = g["betas"]
+        return _ops.nadam_update(g["lr"], b1, b2, g["eps"], g["weight_decay"], g["momentum_decay"],
+                                 self._mu_product(seg, g, step), g["decoupled_weight_decay"], step,
+                                 seg.buffer("exp_avg"), seg.buffer("exp_avg_sq"))
 
 
 def clip_grad_norm(parameters, max_norm, norm_type=2.0, error_if_nonfinite=False):

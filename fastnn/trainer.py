@@ -6,16 +6,10 @@ from . import _random
 from . import _validation as V
 from .callbacks import CallbackList, History
 from ._kernels import _ops
-from .losses import _Loss, BCELoss, BCEWithLogitsLoss, CrossEntropyLoss, MSELoss, check_sample_weight
+from .losses import _Loss, check_sample_weight
 from .module import Module, Sequential
-from .optim import SGD, Adam, AdamW, Optimizer, RMSprop, clip_grad_norm
+from .optim import Optimizer, clip_grad_norm
 from .progress import EpochReporter
-
-# The configurations the compiled one-call step implements exactly.
-_LOSS_CODES = {MSELoss: _ops.LOSS_MSE, CrossEntropyLoss: _ops.LOSS_CE_LABELS,
-               BCELoss: _ops.LOSS_BCE, BCEWithLogitsLoss: _ops.LOSS_BCE_LOGITS}
-_OPT_CODES = {SGD: _ops.OPT_SGD, Adam: _ops.OPT_ADAM, AdamW: _ops.OPT_ADAMW,
-              RMSprop: _ops.OPT_RMSPROP}
 
 
 class DivergenceError(FloatingPointError):
@@ -56,7 +50,6 @@ class Trainer:
         self.clip_grad_norm = clip_grad_norm
         self.stop_training = False
         self._last_output = None
-        self._checked_hyper = None
 
     def __getstate__(self):
         state = self.__dict__.copy()
@@ -84,70 +77,41 @@ class Trainer:
         """One training step on a batch; returns the batch's mean loss (weighted
         per sample by sample_weight, Keras style, when given)."""
         if sample_weight is None:
-            prog = self._fused_program(x)
-            if prog is not None and prog.accepts(x) and prog.target_ok(y, self._loss_code):
-                return self._fused_step(prog, x, y)
+            fused = self._fused(x, y)
+            if fused is not None:
+                return self._fused_step(x, y, *fused)
         return self._checked_step(x, y, sample_weight)
 
-    # The fused path: the whole step is one compiled call over the flat buffers.
-    # It is taken only for configurations it implements exactly (dense stacks, one
-    # param group over the whole model, the built-in losses and optimizers) and for
-    # inputs that need no conversion; everything else goes through _checked_step.
-    def _fused_program(self, x):
-        model, opt = self.model, self.optimizer
-        if (type(model) is not Sequential or model._flat is None
-                or type(self)._reduce_gradients is not Trainer._reduce_gradients
-                or type(opt) not in _OPT_CODES or len(opt.param_groups) != 1
-                or len(opt._segs[0]) != 1 or opt._segs[0][0].data.size != model._flat.data.size
-                or opt._segs[0][0].params != self._params):
-            return None
-        self._loss_code = _LOSS_CODES.get(type(self.loss))  # the loss may be swapped
-        if self._loss_code is None:
+    # The fused path: the whole step is one compiled call over the flat buffers,
+    # taken where the loss and the optimizer have a compiled form (their
+    # ``_compiled``), the model is a dense stack, the optimizer holds exactly the
+    # model's flat buffer, and the inputs need no conversion; everything else goes
+    # through _checked_step, which computes the same.
+    def _fused(self, x, y):
+        """(program, loss code, label smoothing, flat segment) or None."""
+        model = self.model
+        if type(model) is not Sequential or type(self)._reduce_gradients is not Trainer._reduce_gradients:
             return None
         shape = getattr(x, "shape", None)
         if not shape or len(shape) != 2:
             return None
-        prog = model._dense_program(shape[0])
-        if prog is None:
+        seg = self.optimizer._flat_segment(self._params)
+        prog = model._dense_program(shape[0]) if seg is not None else None
+        if prog is None or not prog.accepts(x):
             return None
-        if self._loss_code == _ops.LOSS_BCE:
-            act = model._stages[-1]._act
-            if act is None or act.code != _ops.ACT_SIGMOID:
-                return None
-        return prog
+        loss = self.loss._compiled(y, prog.output_act)
+        if loss is None or not prog.target_ok(y, loss[0]):
+            return None
+        return (prog, *loss, seg)
 
-    def _fused_step(self, prog, x, y):
-        opt, group = self.optimizer, self.optimizer.param_groups[0]
-        seg = opt._segs[0][0]
-        kind = _OPT_CODES[type(opt)]
-        if kind == _ops.OPT_SGD:
-            hyper = (group["lr"], group["momentum"], group["dampening"], group["weight_decay"],
-                     float(bool(group["nesterov"])))
-            first = "momentum_buffer" not in seg.state
-            s = (seg.buffer("momentum_buffer") if group["momentum"] != 0 else None, None, None)
-        elif kind == _ops.OPT_RMSPROP:
-            hyper = (group["lr"], group["alpha"], group["eps"], group["weight_decay"],
-                     group["momentum"])
-            first = False
-            s = (seg.buffer("square_avg"), seg.buffer("grad_avg") if group["centered"] else None,
-                 seg.buffer("momentum_buffer") if group["momentum"] > 0 else None)
-        else:
-            hyper = (group["lr"], group["betas"][0], group["betas"][1], group["eps"],
-                     group["weight_decay"])
-            first = False
-            s = (seg.buffer("exp_avg"), seg.buffer("exp_avg_sq"), None)
-        if hyper != self._checked_hyper:  # lr is writable: re-check what changed
-            opt._validate(group)
-            self._checked_hyper = hyper
+    def _fused_step(self, x, y, prog, code, smoothing, seg):
+        update = self.optimizer._begin_step()
         if not self.model.training:
             self.model.train()
-        smoothing = getattr(self.loss, "label_smoothing", 0.0)
         max_norm = -1.0 if self.clip_grad_norm is None else self.clip_grad_norm
-        opt._steps[0] += 1
-        value, norm = prog.step(x, y, self._loss_code, smoothing, max_norm, kind, hyper,
-                                seg.data, seg.grad, s[0], s[1], s[2], opt._steps[0], first)
+        value, norm = prog.step(x, y, code, smoothing, max_norm, update, seg.data, seg.grad)
         if not (np.isfinite(value) and np.isfinite(norm)):  # the C step skipped the update
-            opt._steps[0] -= 1
+            self.optimizer._cancel_step()
             raise self._diverged(value, norm)
         if self.scheduler is not None:
             self.scheduler.step()
@@ -232,14 +196,7 @@ class Trainer:
     # --- metrics -------------------------------------------------------------
     def _correct(self, out, y):
         """(correct, counted) predictions in a batch, or None for regression."""
-        if isinstance(self.loss, CrossEntropyLoss):
-            y = np.asarray(y)
-            labels = y if y.ndim == 1 else y.argmax(axis=1)
-            return int(np.count_nonzero(out.argmax(axis=1) == labels)), len(out)
-        if isinstance(self.loss, BCELoss):  # BCELoss and BCEWithLogitsLoss: per element
-            threshold = 0.5 if type(self.loss) is BCELoss else 0.0
-            return int(np.count_nonzero((out > threshold) == (np.asarray(y) > 0.5))), out.size
-        return None
+        return self.loss.correct(out, y)
 
     def evaluate(self, X, y, batch_size=1024, sample_weight=None):
         """Mean loss (and accuracy for classification) in eval mode."""

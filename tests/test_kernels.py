@@ -572,6 +572,56 @@ def test_rmsprop(dtype, n, lr, alpha, eps, wd, momentum, centered, seed):
             assert_close(a, b, dtype)
 
 
+@SETTINGS
+@given(dtype=DTYPES, n=N1D, lr=st.sampled_from([1e-2, 0.5]), lr_decay=st.sampled_from([0.0, 0.1]),
+       wd=st.sampled_from([0.0, 0.1]), eps=st.sampled_from([1e-10, 1e-3]),
+       step=st.sampled_from([1, 3, 100]), seed=SEEDS)
+def test_adagrad(dtype, n, lr, lr_decay, wd, eps, step, seed):
+    rng = np.random.default_rng(seed)
+    p, g = randn(rng, n, dtype), randn(rng, n, dtype)
+    s = (rng.uniform(0.0, 2.0, n) if step > 1 else np.zeros(n)).astype(dtype)
+    states = {}
+    for name, mod in (("k", _ops), ("r", ref)):
+        p_, s_ = p.copy(), s.copy()
+        mod.adagrad(p_, g, s_, lr, lr_decay, wd, eps, step)
+        states[name] = (p_, s_)
+    for a, b in zip(states["k"], states["r"]):
+        assert_close(a, b, dtype)
+
+
+@SETTINGS
+@given(dtype=DTYPES, n=N1D, lr=st.sampled_from([2e-3, 0.1]),
+       betas=st.sampled_from([(0.9, 0.999), (0.5, 0.9)]), eps=st.sampled_from([1e-8, 1e-3]),
+       wd=st.sampled_from([0.0, 0.1]), decoupled=st.booleans(),
+       step=st.sampled_from([1, 2, 10, 500]), seed=SEEDS)
+def test_nadam(dtype, n, lr, betas, eps, wd, decoupled, step, seed):
+    rng = np.random.default_rng(seed)
+    p, g = randn(rng, n, dtype), randn(rng, n, dtype)
+    m = randn(rng, n, dtype, 0.1) if step > 1 else np.zeros(n, dtype)
+    v = (rng.uniform(0.01, 1, n) if step > 1 else np.zeros(n)).astype(dtype)
+    mu_product = float(np.prod([betas[0] * (1 - 0.5 * 0.96 ** (t * 4e-3))
+                                for t in range(1, step + 1)]))
+    states = {}
+    for name, mod in (("k", _ops), ("r", ref)):
+        p_, m_, v_ = p.copy(), m.copy(), v.copy()
+        mod.nadam(p_, g, m_, v_, lr, betas[0], betas[1], eps, wd, 4e-3, mu_product, decoupled,
+                  step)
+        states[name] = (p_, m_, v_)
+    for a, b in zip(states["k"], states["r"]):
+        assert_close(a, b, dtype)
+
+
+def test_update_rejects_state_that_does_not_fit():
+    p, g = np.zeros(6, np.float32), np.zeros(6, np.float32)
+    with pytest.raises(ValueError, match="state buffer"):
+        _ops.adam(p, g, np.zeros(5, np.float32), np.zeros(6, np.float32), 1e-3, 0.9, 0.999,
+                  1e-8, 0.0, False, 1)
+    with pytest.raises(ValueError, match="state buffer"):
+        _ops.adagrad(p, g, np.zeros(6, np.float64), 1e-2, 0.0, 0.0, 1e-10, 1)
+    with pytest.raises(ValueError):
+        _ops.adam(p, g, None, np.zeros(6, np.float32), 1e-3, 0.9, 0.999, 1e-8, 0.0, False, 1)
+
+
 # ============================================================ small reductions
 @SETTINGS
 @given(dtype=DTYPES, n=st.one_of(st.integers(0, 70), st.sampled_from([131073, 300001])), seed=SEEDS)
@@ -814,6 +864,9 @@ def kernel_calls(dtype=np.float64):
         ("sgd", _ops.sgd, [f(6), f(6), f(6), 0.1, 0.9, 0.0, 0.0, False, False]),
         ("adam", _ops.adam, [f(6), f(6), f(6), f(6), 1e-3, 0.9, 0.999, 1e-8, 0.0, False, 1]),
         ("rmsprop", _ops.rmsprop, [f(6), f(6), f(6), f(6) * 0, f(6), 1e-2, 0.99, 1e-8, 0.0, 0.9]),
+        ("adagrad", _ops.adagrad, [f(6), f(6), f(6), 1e-2, 0.0, 0.0, 1e-10, 1]),
+        ("nadam", _ops.nadam, [f(6), f(6), f(6), f(6), 2e-3, 0.9, 0.999, 1e-8, 0.0, 4e-3, 0.45,
+                               False, 1]),
         ("sumsq", _ops.sumsq, [f(6)]),
         ("scale", _ops.scale, [f(6), 2.0]),
         ("mul", _ops.mul, [f(6), f(6), f(6)]),

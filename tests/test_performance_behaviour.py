@@ -24,8 +24,11 @@ def make(dtype="float32", opt="adam", loss="ce", sizes=(784, 512, 256, 10), seed
     optim = {"adam": lambda p: fn.Adam(p, lr=1e-3),
              "sgd": lambda p: fn.SGD(p, lr=0.05, momentum=0.9),
              "adamw": lambda p: fn.AdamW(p, lr=1e-3),
-             "rmsprop": lambda p: fn.RMSprop(p, lr=1e-3, centered=True, momentum=0.5)}[opt]
-    lossf = fn.CrossEntropyLoss() if loss == "ce" else fn.BCEWithLogitsLoss()
+             "rmsprop": lambda p: fn.RMSprop(p, lr=1e-3, centered=True, momentum=0.5),
+             "adagrad": lambda p: fn.Adagrad(p, lr=1e-2, lr_decay=1e-3, weight_decay=1e-4),
+             "nadam": lambda p: fn.NAdam(p, lr=2e-3, weight_decay=1e-4)}[opt]
+    lossf = (fn.CrossEntropyLoss(label_smoothing=0.1) if loss == "ce_probs" else
+             fn.CrossEntropyLoss() if loss == "ce" else fn.BCEWithLogitsLoss())
     return model, fn.Trainer(model, lossf, optim(model.parameters()), clip_grad_norm=5.0)
 
 
@@ -34,6 +37,9 @@ def data(n=64, sizes=(784, 512, 256, 10), loss="ce", dtype=np.float32, seed=1):
     x = rng.standard_normal((n, sizes[0])).astype(dtype)
     if loss == "ce":
         return x, rng.integers(0, sizes[-1], n)
+    if loss == "ce_probs":
+        p = rng.random((n, sizes[-1])).astype(dtype)
+        return x, (p / p.sum(axis=1, keepdims=True)).astype(dtype)
     return x, (rng.random((n, sizes[-1])) > 0.5).astype(dtype)
 
 
@@ -60,7 +66,7 @@ def test_warm_steps_do_not_allocate(cfg):
     assert peak - before < 64 * 1024  # not even transient workspaces
 
 
-@pytest.mark.parametrize("opt", ["adam", "sgd", "rmsprop"])
+@pytest.mark.parametrize("opt", ["adam", "sgd", "rmsprop", "adagrad", "nadam"])
 def test_one_and_two_threads_give_identical_training(threads, opt):
     results = []
     for n in (1, 2):
@@ -98,13 +104,13 @@ def test_fork_after_two_thread_training_does_not_hang(threads):
 
 
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
-@pytest.mark.parametrize("opt", ["adam", "adamw", "sgd", "rmsprop"])
-@pytest.mark.parametrize("loss", ["ce", "bce"])
+@pytest.mark.parametrize("opt", ["adam", "adamw", "sgd", "rmsprop", "adagrad", "nadam"])
+@pytest.mark.parametrize("loss", ["ce", "ce_probs", "bce"])
 def test_fused_step_equals_unfused_api(dtype, opt, loss):
     sizes = (40, 64, 32, 5)
     x, y = data(48, sizes, loss, np.dtype(dtype).type)
     model_a, trainer_a = make(dtype, opt, loss, sizes)
-    assert trainer_a._fused_program(x) is not None  # the fused path is really taken
+    assert trainer_a._fused(x, y) is not None  # the fused path is really taken
     model_b, trainer_b = make(dtype, opt, loss, sizes)
     lossf = trainer_b.loss
     for _ in range(10):
@@ -139,7 +145,7 @@ def test_fused_embedding_step_equals_checked_step(dtype):
                              clip_grad_norm=1.0)
         rng = np.random.default_rng(1)
         x, y = rng.integers(0, 50, (64, 4)), rng.integers(0, 50, 64)
-        assert trainer._fused_program(x) is not None
+        assert trainer._fused(x, y) is not None
         losses = [trainer.step(x, y) if fused else trainer._checked_step(x, y) for _ in range(10)]
         return np.array(losses), model._flat.data.copy()
 

@@ -191,6 +191,20 @@ OPTIMIZERS = {
     "adamw": (lambda p: fn.AdamW(p, lr=1e-2), lambda p: torch.optim.AdamW(p, lr=1e-2)),
     "adamw_weight_decay": (lambda p: fn.AdamW(p, lr=1e-2, weight_decay=0.3),
                            lambda p: torch.optim.AdamW(p, lr=1e-2, weight_decay=0.3)),
+    "adagrad": (lambda p: fn.Adagrad(p, lr=5e-2), lambda p: torch.optim.Adagrad(p, lr=5e-2)),
+    "adagrad_all": (lambda p: fn.Adagrad(p, lr=5e-2, lr_decay=0.01, weight_decay=0.05,
+                                         initial_accumulator_value=0.1, eps=1e-6),
+                    lambda p: torch.optim.Adagrad(p, lr=5e-2, lr_decay=0.01, weight_decay=0.05,
+                                                  initial_accumulator_value=0.1, eps=1e-6)),
+    "nadam": (lambda p: fn.NAdam(p, lr=1e-2), lambda p: torch.optim.NAdam(p, lr=1e-2)),
+    "nadam_all": (lambda p: fn.NAdam(p, lr=1e-2, betas=(0.8, 0.99), eps=1e-6, weight_decay=0.05,
+                                     momentum_decay=1e-2),
+                  lambda p: torch.optim.NAdam(p, lr=1e-2, betas=(0.8, 0.99), eps=1e-6,
+                                              weight_decay=0.05, momentum_decay=1e-2)),
+    "nadam_decoupled": (lambda p: fn.NAdam(p, lr=1e-2, weight_decay=0.1,
+                                           decoupled_weight_decay=True),
+                        lambda p: torch.optim.NAdam(p, lr=1e-2, weight_decay=0.1,
+                                                    decoupled_weight_decay=True)),
 }
 
 

@@ -42,8 +42,43 @@ cdef extern from "fnn.h" nogil:
         FNN_LOSS_BCE_LOGITS
         FNN_OPT_SGD
         FNN_OPT_ADAM
-        FNN_OPT_ADAMW
         FNN_OPT_RMSPROP
+        FNN_OPT_ADAGRAD
+        FNN_OPT_NADAM
+    ctypedef struct fnn_sgd_args:
+        double lr, momentum, dampening, weight_decay
+        int nesterov, first
+        void *momentum_buffer
+    ctypedef struct fnn_adam_args:
+        double lr, beta1, beta2, eps, weight_decay
+        int decoupled
+        int64_t step
+        void *exp_avg
+        void *exp_avg_sq
+    ctypedef struct fnn_rmsprop_args:
+        double lr, alpha, eps, weight_decay, momentum
+        void *square_avg
+        void *grad_avg
+        void *momentum_buffer
+    ctypedef struct fnn_adagrad_args:
+        double lr, lr_decay, weight_decay, eps
+        int64_t step
+        void *sum
+    ctypedef struct fnn_nadam_args:
+        double lr, beta1, beta2, eps, weight_decay, momentum_decay, mu_product
+        int decoupled
+        int64_t step
+        void *exp_avg
+        void *exp_avg_sq
+    ctypedef union fnn_update_union:
+        fnn_sgd_args sgd
+        fnn_adam_args adam
+        fnn_rmsprop_args rmsprop
+        fnn_adagrad_args adagrad
+        fnn_nadam_args nadam
+    ctypedef struct fnn_update:
+        int kind
+        fnn_update_union u
     void fnn_set_blas(fnn_sgemm_t, fnn_dgemm_t, fnn_sgemv_t, fnn_dgemv_t) noexcept
     void fnn_set_threads(int n) noexcept
     int fnn_get_threads() noexcept
@@ -98,6 +133,12 @@ cdef extern from "fnn.h" nogil:
     void fnn_embedding_forward_f64(int64_t n, int dim, int64_t *idx, double *W, double *out) noexcept
     void fnn_embedding_backward_f64(int64_t n, int dim, int64_t num, int64_t *idx, double *gout, double *gW, int accumulate) noexcept
     void fnn_dense_forward_f32(int n, int nl, fnn_dense *L, float *X, fnn_embed *emb, int64_t *ids) noexcept
-    double fnn_dense_step_f32(int n, int nl, fnn_dense *L, float *X, fnn_embed *emb, int64_t *ids, int loss, int64_t *labels, float *target, float smoothing, double max_norm, double *norm, int opt, double *h, int64_t np_, float *p, float *g, float *s0, float *s1, float *s2, int64_t step, int first) noexcept
+    double fnn_dense_step_f32(int n, int nl, fnn_dense *L, float *X, fnn_embed *emb, int64_t *ids, int loss, int64_t *labels, float *target, float smoothing, double max_norm, double *norm, fnn_update *u, int64_t np_, float *p, float *g) noexcept
+    double fnn_dense_forward_backward_f32(int n, int nl, fnn_dense *L, float *X, fnn_embed *emb, int64_t *ids, int loss, int64_t *labels, float *target, float smoothing, double grad_scale) noexcept
+    void fnn_update_apply_f32(fnn_update *u, int64_t n, float *p, float *g) noexcept
+    int fnn_clip_update_f32(double max_norm, double *norm, fnn_update *u, int64_t n, float *p, float *g) noexcept
     void fnn_dense_forward_f64(int n, int nl, fnn_dense *L, double *X, fnn_embed *emb, int64_t *ids) noexcept
-    double fnn_dense_step_f64(int n, int nl, fnn_dense *L, double *X, fnn_embed *emb, int64_t *ids, int loss, int64_t *labels, double *target, double smoothing, double max_norm, double *norm, int opt, double *h, int64_t np_, double *p, double *g, double *s0, double *s1, double *s2, int64_t step, int first) noexcept
+    double fnn_dense_step_f64(int n, int nl, fnn_dense *L, double *X, fnn_embed *emb, int64_t *ids, int loss, int64_t *labels, double *target, double smoothing, double max_norm, double *norm, fnn_update *u, int64_t np_, double *p, double *g) noexcept
+    double fnn_dense_forward_backward_f64(int n, int nl, fnn_dense *L, double *X, fnn_embed *emb, int64_t *ids, int loss, int64_t *labels, double *target, double smoothing, double grad_scale) noexcept
+    void fnn_update_apply_f64(fnn_update *u, int64_t n, double *p, double *g) noexcept
+    int fnn_clip_update_f64(double max_norm, double *norm, fnn_update *u, int64_t n, double *p, double *g) noexcept

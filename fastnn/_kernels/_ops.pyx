@@ -277,60 +277,133 @@ def cross_entropy_probs(floating[:, ::1] z, floating[:, ::1] probs, double smoot
 
 
 # --------------------------------------------------------------- optimizers
+cdef class Update:
+    """One optimizer update: its rule, this step's named hyperparameters and its
+    state buffers (fnn_update in csrc/fnn.h). Built by the optimizer class that
+    owns the rule (its ``_compiled``), applied by ``apply`` or inside a dense
+    program's one-call step."""
 
-def sgd(floating[::1] p, floating[::1] g, floating[::1] buf, double lr, double momentum,
-        double dampening, double weight_decay, bint nesterov, bint first):
-    """One SGD update in place; buf is the momentum buffer (None without momentum)."""
-    cdef Py_ssize_t n = p.shape[0]
-    _need(g.shape[0] == n and (buf is None or buf.shape[0] == n), "sgd: shapes")
-    if n == 0:
-        return
-    cdef floating *pbuf = &buf[0] if buf is not None else NULL
-    with nogil:
-        if floating is float:
-            fnn_sgd_f32(n, &p[0], &g[0], pbuf, <float>lr, <float>momentum, <float>dampening,
-                        <float>weight_decay, nesterov, first)
-        else:
-            fnn_sgd_f64(n, &p[0], &g[0], pbuf, lr, momentum, dampening, weight_decay,
-                        nesterov, first)
+    cdef fnn_update u
+    cdef readonly int kind
+    cdef tuple state  # the buffers behind the pointers in u, kept alive
+
+    cdef void _hold(self, tuple state):
+        self.state = state
+        self.kind = self.u.kind
+
+    cdef bint _matches(self, cnp.ndarray p) except -1:
+        """The state buffers fit parameters p (same dtype and size, C-contiguous)."""
+        for s in self.state:
+            if s is not None and not _is_batch(s, cnp.PyArray_TYPE(p), cnp.PyArray_SIZE(p), 0):
+                raise ValueError("Update: a state buffer does not match the parameters")
+        return True
+
+    def apply(self, floating[::1] p, floating[::1] g, double max_norm=-1.0):
+        """Clip g to max_norm (when >= 0) and update p in place. Returns the norm
+        before clipping (-1 without clipping); a non-finite norm returns it and
+        leaves p and the state untouched."""
+        cdef Py_ssize_t n = p.shape[0]
+        _need(g.shape[0] == n, "Update.apply: p and g differ in size")
+        self._matches(np.asarray(p))
+        cdef double norm = -1.0
+        if n == 0:
+            return norm
+        with nogil:
+            if floating is float:
+                fnn_clip_update_f32(max_norm, &norm, &self.u, n, &p[0], &g[0])
+            else:
+                fnn_clip_update_f64(max_norm, &norm, &self.u, n, &p[0], &g[0])
+        return norm
 
 
-def adam(floating[::1] p, floating[::1] g, floating[::1] m, floating[::1] v, double lr,
-         double beta1, double beta2, double eps, double weight_decay, bint decoupled,
-         long long step):
-    """One Adam (decoupled=False: L2 in the gradient) or AdamW update; step counts from 1."""
-    cdef Py_ssize_t n = p.shape[0]
-    _need(g.shape[0] == n and m.shape[0] == n and v.shape[0] == n and step >= 1, "adam: shapes")
-    if n == 0:
-        return
-    with nogil:
-        if floating is float:
-            fnn_adam_f32(n, &p[0], &g[0], &m[0], &v[0], <float>lr, <float>beta1, <float>beta2,
-                         <float>eps, <float>weight_decay, decoupled, step)
-        else:
-            fnn_adam_f64(n, &p[0], &g[0], &m[0], &v[0], lr, beta1, beta2, eps, weight_decay,
-                         decoupled, step)
+def sgd_update(double lr, double momentum, double dampening, double weight_decay,
+               bint nesterov, bint first, momentum_buffer):
+    """SGD (torch.optim.SGD): momentum_buffer is None without momentum."""
+    cdef Update up = Update.__new__(Update)
+    up.u.kind = FNN_OPT_SGD
+    up.u.u.sgd.lr, up.u.u.sgd.momentum, up.u.u.sgd.dampening = lr, momentum, dampening
+    up.u.u.sgd.weight_decay, up.u.u.sgd.nesterov, up.u.u.sgd.first = weight_decay, nesterov, first
+    up.u.u.sgd.momentum_buffer = _ptr(momentum_buffer)
+    up._hold((momentum_buffer,))
+    return up
 
 
-def rmsprop(floating[::1] p, floating[::1] g, floating[::1] square_avg, floating[::1] grad_avg,
-            floating[::1] buf, double lr, double alpha, double eps, double weight_decay,
-            double momentum):
-    """One RMSprop update; grad_avg only when centered, buf only with momentum."""
-    cdef Py_ssize_t n = p.shape[0]
-    _need(g.shape[0] == n and square_avg.shape[0] == n and
-          (grad_avg is None or grad_avg.shape[0] == n) and (buf is None or buf.shape[0] == n),
-          "rmsprop: shapes")
-    if n == 0:
-        return
-    cdef floating *pga = &grad_avg[0] if grad_avg is not None else NULL
-    cdef floating *pbuf = &buf[0] if buf is not None else NULL
-    with nogil:
-        if floating is float:
-            fnn_rmsprop_f32(n, &p[0], &g[0], &square_avg[0], pga, pbuf, <float>lr, <float>alpha,
-                            <float>eps, <float>weight_decay, <float>momentum)
-        else:
-            fnn_rmsprop_f64(n, &p[0], &g[0], &square_avg[0], pga, pbuf, lr, alpha, eps,
-                            weight_decay, momentum)
+def adam_update(double lr, double beta1, double beta2, double eps, double weight_decay,
+                bint decoupled, long long step, exp_avg, exp_avg_sq):
+    """Adam (decoupled=False: L2 in the gradient) or AdamW; step counts from 1."""
+    _need(step >= 1 and exp_avg is not None and exp_avg_sq is not None, "adam_update: state")
+    cdef Update up = Update.__new__(Update)
+    up.u.kind = FNN_OPT_ADAM
+    up.u.u.adam.lr, up.u.u.adam.beta1, up.u.u.adam.beta2, up.u.u.adam.eps = lr, beta1, beta2, eps
+    up.u.u.adam.weight_decay, up.u.u.adam.decoupled, up.u.u.adam.step = weight_decay, decoupled, step
+    up.u.u.adam.exp_avg, up.u.u.adam.exp_avg_sq = _ptr(exp_avg), _ptr(exp_avg_sq)
+    up._hold((exp_avg, exp_avg_sq))
+    return up
+
+
+def rmsprop_update(double lr, double alpha, double eps, double weight_decay, double momentum,
+                   square_avg, grad_avg, momentum_buffer):
+    """RMSprop; grad_avg only when centered, momentum_buffer only with momentum."""
+    _need(square_avg is not None, "rmsprop_update: square_avg is required")
+    cdef Update up = Update.__new__(Update)
+    up.u.kind = FNN_OPT_RMSPROP
+    up.u.u.rmsprop.lr, up.u.u.rmsprop.alpha, up.u.u.rmsprop.eps = lr, alpha, eps
+    up.u.u.rmsprop.weight_decay, up.u.u.rmsprop.momentum = weight_decay, momentum
+    up.u.u.rmsprop.square_avg, up.u.u.rmsprop.grad_avg = _ptr(square_avg), _ptr(grad_avg)
+    up.u.u.rmsprop.momentum_buffer = _ptr(momentum_buffer)
+    up._hold((square_avg, grad_avg, momentum_buffer))
+    return up
+
+
+def adagrad_update(double lr, double lr_decay, double weight_decay, double eps, long long step,
+                   sum):
+    """Adagrad (torch.optim.Adagrad); step counts from 1."""
+    _need(step >= 1 and sum is not None, "adagrad_update: state")
+    cdef Update up = Update.__new__(Update)
+    up.u.kind = FNN_OPT_ADAGRAD
+    up.u.u.adagrad.lr, up.u.u.adagrad.lr_decay, up.u.u.adagrad.eps = lr, lr_decay, eps
+    up.u.u.adagrad.weight_decay, up.u.u.adagrad.step = weight_decay, step
+    up.u.u.adagrad.sum = _ptr(sum)
+    up._hold((sum,))
+    return up
+
+
+def nadam_update(double lr, double beta1, double beta2, double eps, double weight_decay,
+                 double momentum_decay, double mu_product, bint decoupled, long long step,
+                 exp_avg, exp_avg_sq):
+    """NAdam (torch.optim.NAdam); mu_product already includes this step's mu."""
+    _need(step >= 1 and exp_avg is not None and exp_avg_sq is not None, "nadam_update: state")
+    cdef Update up = Update.__new__(Update)
+    up.u.kind = FNN_OPT_NADAM
+    up.u.u.nadam.lr, up.u.u.nadam.beta1, up.u.u.nadam.beta2, up.u.u.nadam.eps = lr, beta1, beta2, eps
+    up.u.u.nadam.weight_decay, up.u.u.nadam.momentum_decay = weight_decay, momentum_decay
+    up.u.u.nadam.mu_product, up.u.u.nadam.decoupled, up.u.u.nadam.step = mu_product, decoupled, step
+    up.u.u.nadam.exp_avg, up.u.u.nadam.exp_avg_sq = _ptr(exp_avg), _ptr(exp_avg_sq)
+    up._hold((exp_avg, exp_avg_sq))
+    return up
+
+
+# The kernels one by one, as the tests call them against their NumPy twins.
+def sgd(p, g, buf, lr, momentum, dampening, weight_decay, nesterov, first):
+    sgd_update(lr, momentum, dampening, weight_decay, nesterov, first, buf).apply(p, g)
+
+
+def adam(p, g, m, v, lr, beta1, beta2, eps, weight_decay, decoupled, step):
+    adam_update(lr, beta1, beta2, eps, weight_decay, decoupled, step, m, v).apply(p, g)
+
+
+def rmsprop(p, g, square_avg, grad_avg, buf, lr, alpha, eps, weight_decay, momentum):
+    rmsprop_update(lr, alpha, eps, weight_decay, momentum, square_avg, grad_avg, buf).apply(p, g)
+
+
+def adagrad(p, g, sum, lr, lr_decay, weight_decay, eps, step):
+    adagrad_update(lr, lr_decay, weight_decay, eps, step, sum).apply(p, g)
+
+
+def nadam(p, g, m, v, lr, beta1, beta2, eps, weight_decay, momentum_decay, mu_product,
+          decoupled, step):
+    nadam_update(lr, beta1, beta2, eps, weight_decay, momentum_decay, mu_product, decoupled,
+                 step, m, v).apply(p, g)
 
 
 def sumsq(floating[::1] x):
@@ -480,12 +553,9 @@ def embedding_backward(const int64_t[::1] idx, floating[:, ::1] gout, floating[:
 # ----------------------------------------------------------- dense programs
 LOSS_MSE = FNN_LOSS_MSE
 LOSS_CE_LABELS = FNN_LOSS_CE_LABELS
+LOSS_CE_PROBS = FNN_LOSS_CE_PROBS
 LOSS_BCE = FNN_LOSS_BCE
 LOSS_BCE_LOGITS = FNN_LOSS_BCE_LOGITS
-OPT_SGD = FNN_OPT_SGD
-OPT_ADAM = FNN_OPT_ADAM
-OPT_ADAMW = FNN_OPT_ADAMW
-OPT_RMSPROP = FNN_OPT_RMSPROP
 
 cdef inline void *_ptr(object a):
     return cnp.PyArray_DATA(<cnp.ndarray>a) if a is not None else NULL
@@ -515,7 +585,7 @@ cdef class DenseProgram:
     cdef fnn_dense *layers
     cdef fnn_embed emb
     cdef bint has_emb
-    cdef readonly int nl, n, n_in, n_out
+    cdef readonly int nl, n, n_in, n_out, output_act
     cdef int typenum
     cdef object arrays
     cdef readonly object output
@@ -567,6 +637,7 @@ cdef class DenseProgram:
             l += 1
         self.n_in = self.layers[0].n_in
         self.n_out = prev_out
+        self.output_act = self.layers[self.nl - 1].act
         self.has_emb = embedding is not None
         if self.has_emb:
             E, dE, k = embedding
@@ -624,7 +695,8 @@ cdef class DenseProgram:
     def target_ok(self, y, int loss):
         """Fast acceptance test for targets; anything else takes the checked path."""
         cdef cnp.ndarray arr
-        cdef Py_ssize_t i, size
+        cdef Py_ssize_t i, j, size, C = self.n_out
+        cdef double lo, hi, tol, row
         if loss == FNN_LOSS_CE_LABELS:
             if not _is_batch(y, cnp.NPY_INT64, self.n, 0):
                 return False
@@ -633,41 +705,42 @@ cdef class DenseProgram:
             return False
         arr = <cnp.ndarray>y
         size = <Py_ssize_t>self.n * self.n_out
-        if loss == FNN_LOSS_BCE or loss == FNN_LOSS_BCE_LOGITS:
+        if loss == FNN_LOSS_MSE:
             if self.typenum == cnp.NPY_FLOAT32:
-                for i in range(size):
-                    if not (0 <= (<float *>cnp.PyArray_DATA(arr))[i] <= 1):
-                        return False
-            else:
-                for i in range(size):
-                    if not (0 <= (<double *>cnp.PyArray_DATA(arr))[i] <= 1):
-                        return False
-            return True
-        if self.typenum == cnp.NPY_FLOAT32:
-            return bool(fnn_all_finite_f32(size, <float *>cnp.PyArray_DATA(arr)))
-        return bool(fnn_all_finite_f64(size, <double *>cnp.PyArray_DATA(arr)))
+                return bool(fnn_all_finite_f32(size, <float *>cnp.PyArray_DATA(arr)))
+            return bool(fnn_all_finite_f64(size, <double *>cnp.PyArray_DATA(arr)))
+        # BCE targets in [0, 1]; CE probabilities non-negative with rows summing to 1
+        # (the tolerance of CrossEntropyLoss's own check)
+        tol = 1e-4 + 1e-5 if self.typenum == cnp.NPY_FLOAT32 else 1e-8 + 1e-5
+        for i in range(self.n):
+            row = 0.0
+            for j in range(C):
+                if self.typenum == cnp.NPY_FLOAT32:
+                    lo = (<float *>cnp.PyArray_DATA(arr))[i * C + j]
+                else:
+                    lo = (<double *>cnp.PyArray_DATA(arr))[i * C + j]
+                if not (lo >= 0 and (lo <= 1 or loss == FNN_LOSS_CE_PROBS)):
+                    return False
+                row += lo
+            if loss == FNN_LOSS_CE_PROBS and not (-tol <= row - 1.0 <= tol):
+                return False
+        return True
 
-    def step(self, x, y, int loss, double smoothing, double max_norm, int opt, tuple hyper,
-             cnp.ndarray p, cnp.ndarray g, s0, s1, s2, long long step, bint first):
-        """One training step (inputs already accepted); returns (loss, grad norm or -1).
-
-        hyper: SGD (lr, momentum, dampening, weight_decay, nesterov); Adam/AdamW
-        (lr, beta1, beta2, eps, weight_decay); RMSprop (lr, alpha, eps,
-        weight_decay, momentum). max_norm < 0 disables clipping."""
-        cdef double h[6]
-        cdef int i
-        if len(hyper) > 6:
-            raise ValueError("DenseProgram.step: at most 6 hyperparameters")
-        for i in range(len(hyper)):
-            h[i] = hyper[i]
+    cdef void _check_step(self, x, cnp.ndarray p, cnp.ndarray g) except *:
         if not (self._input_ok(x)
                 and cnp.PyArray_TYPE(p) == self.typenum and cnp.PyArray_TYPE(g) == self.typenum
                 and cnp.PyArray_IS_C_CONTIGUOUS(p) and cnp.PyArray_IS_C_CONTIGUOUS(g)
                 and cnp.PyArray_SIZE(p) == cnp.PyArray_SIZE(g)):
-            raise ValueError("DenseProgram.step: arrays do not match the program")
-        for s in (s0, s1, s2):
-            if s is not None and not _is_batch(s, self.typenum, cnp.PyArray_SIZE(p), 0):
-                raise ValueError("DenseProgram.step: optimizer state does not match")
+            raise ValueError("DenseProgram: arrays do not match the program")
+
+    def step(self, x, y, int loss, double smoothing, double max_norm, Update update,
+             cnp.ndarray p, cnp.ndarray g):
+        """One training step (inputs already accepted): forward, loss, backward,
+        clip (max_norm >= 0) and the optimizer's update of the flat buffer p with
+        gradients g. Returns (loss, grad norm or -1); a non-finite loss or norm
+        returns before the update."""
+        self._check_step(x, p, g)
+        update._matches(p)
         cdef int64_t np_ = cnp.PyArray_SIZE(p)
         cdef double norm = -1.0, value
         cdef void *px = NULL if self.has_emb else _ptr(x)
@@ -676,21 +749,37 @@ cdef class DenseProgram:
         cdef void *py = _ptr(y)
         cdef void *pp = _ptr(p)
         cdef void *pg = _ptr(g)
-        cdef void *q0 = _ptr(s0)
-        cdef void *q1 = _ptr(s1)
-        cdef void *q2 = _ptr(s2)
         cdef int64_t *labels = <int64_t *>py if loss == FNN_LOSS_CE_LABELS else NULL
         with nogil:
             if self.typenum == cnp.NPY_FLOAT32:
                 value = fnn_dense_step_f32(self.n, self.nl, self.layers, <float *>px, emb, ids,
-                                           loss, labels,
-                                           <float *>py, <float>smoothing, max_norm, &norm, opt, h,
-                                           np_, <float *>pp, <float *>pg, <float *>q0,
-                                           <float *>q1, <float *>q2, step, first)
+                                           loss, labels, <float *>py, <float>smoothing, max_norm,
+                                           &norm, &update.u, np_, <float *>pp, <float *>pg)
             else:
                 value = fnn_dense_step_f64(self.n, self.nl, self.layers, <double *>px, emb, ids,
-                                           loss, labels,
-                                           <double *>py, smoothing, max_norm, &norm, opt, h,
-                                           np_, <double *>pp, <double *>pg, <double *>q0,
-                                           <double *>q1, <double *>q2, step, first)
+                                           loss, labels, <double *>py, smoothing, max_norm,
+                                           &norm, &update.u, np_, <double *>pp, <double *>pg)
         return value, norm
+
+    def forward_backward(self, x, y, int loss, double smoothing, double grad_scale):
+        """The step's first half (forward, loss, backward into the model's gradient
+        buffer, the loss gradient scaled by grad_scale), for callers that reduce
+        gradients across processes before Update.apply. Returns the loss."""
+        if not self._input_ok(x):
+            raise ValueError("DenseProgram: x does not match the program")
+        cdef double value
+        cdef void *px = NULL if self.has_emb else _ptr(x)
+        cdef int64_t *ids = <int64_t *>_ptr(x) if self.has_emb else NULL
+        cdef fnn_embed *emb = &self.emb if self.has_emb else NULL
+        cdef void *py = _ptr(y)
+        cdef int64_t *labels = <int64_t *>py if loss == FNN_LOSS_CE_LABELS else NULL
+        with nogil:
+            if self.typenum == cnp.NPY_FLOAT32:
+                value = fnn_dense_forward_backward_f32(self.n, self.nl, self.layers, <float *>px,
+                                                       emb, ids, loss, labels, <float *>py,
+                                                       <float>smoothing, grad_scale)
+            else:
+                value = fnn_dense_forward_backward_f64(self.n, self.nl, self.layers,
+                                                       <double *>px, emb, ids, loss, labels,
+                                                       <double *>py, smoothing, grad_scale)
+        return value
