@@ -272,9 +272,24 @@ class _BaseMLP(BaseEstimator):
                    nesterov=bool(self.nesterovs_momentum and self.momentum > 0))
 
     def _set_lr(self, lr):
-        scale = 1.0 if self.solver == "adam" else 1.0 / self._grad_scale
-        for group in self._optimizer.param_groups:
-            group["lr"] = lr * scale
+        """Set the learning rate (scikit-learn's units). For SGD with momentum the
+        buffers are rescaled by old/new lr: scikit-learn keeps a velocity
+        v = momentum * v - lr * g, torch's rule a buffer b = momentum * b + g with
+        step lr * b, and the two agree across an lr change only if b = -v / lr."""
+        opt = self._optimizer
+        new = lr if self.solver == "adam" else lr / self._grad_scale
+        old = opt.param_groups[0]["lr"]
+        if self.solver == "sgd" and self.momentum > 0 and new != old:
+            state = opt.state_dict()
+            if any("momentum_buffer" in entry for entry in state["state"].values()):
+                for entry in state["state"].values():
+                    if "momentum_buffer" in entry:
+                        entry["momentum_buffer"] *= old / new
+                for group in state["param_groups"]:
+                    group["lr"] = new
+                opt.load_state_dict(state)
+        for group in opt.param_groups:
+            group["lr"] = new
 
     def _get_trainer(self):
         trainer = self.__dict__.get("_trainer")
@@ -371,12 +386,8 @@ class _BaseMLP(BaseEstimator):
             raise ValueError("partial_fit does not support early_stopping=True")
         early_stopping = self.early_stopping
         if early_stopping:
-            # stratified for single-output classification, as in scikit-learn
-            stratify = None
-            if self._is_classifier and self.n_outputs_ == 1:
-                stratify = y.ravel()
-            elif self._is_classifier and self.out_activation_ == "softmax":
-                stratify = y
+            # scikit-learn stratifies only single-output (binary) classification
+            stratify = y if (self._is_classifier and self.n_outputs_ == 1) else None
             X, X_val, y, y_val = train_test_split(X, y, random_state=rng,
                                                   test_size=self.validation_fraction,
                                                   stratify=stratify)
@@ -403,8 +414,10 @@ class _BaseMLP(BaseEstimator):
         try:
             with rng_ctx:
                 self.n_iter_ = 0
+                order = np.arange(n) if self.shuffle else None
                 for _ in range(self.max_iter):
-                    order = rng.permutation(n) if self.shuffle else None
+                    if self.shuffle:  # scikit-learn shuffles the previous order
+                        order = order[rng.permutation(n)]
                     accumulated = 0.0
                     model.train()
                     for start in range(0, n, batch_size):
@@ -595,7 +608,7 @@ _PARAMS_DOC = """
 
     early_stopping : bool, default=False
         Hold out validation_fraction of the training data (stratified for
-        classifiers) and stop when its score (accuracy or R^2) has not improved
+        binary classification, as in scikit-learn) and stop when its score (accuracy or R^2) has not improved
         by tol for n_iter_no_change epochs; the best weights are restored.
 
     validation_fraction : float, default=0.1
