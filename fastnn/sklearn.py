@@ -217,13 +217,16 @@ class _BaseMLP(BaseEstimator):
         sizes = [self.n_features_in_] + [c.shape[1] for c in self.coefs_]
         act = _ACTIVATIONS[self.activation]
         layers = []
-        for i in range(len(sizes) - 1):
-            layers.append(Linear(sizes[i], sizes[i + 1]))
-            if i < len(sizes) - 2:
-                if act is not None:
-                    layers.append(act())
-                if self.dropout > 0:
-                    layers.append(Dropout(self.dropout))
+        # Linear's own initialization is overwritten below: draw it from a private
+        # generator so building a model leaves fn.seed's stream alone
+        with _fastnn_rng(np.random.RandomState(0)):
+            for i in range(len(sizes) - 1):
+                layers.append(Linear(sizes[i], sizes[i + 1]))
+                if i < len(sizes) - 2:
+                    if act is not None:
+                        layers.append(act())
+                    if self.dropout > 0:
+                        layers.append(Dropout(self.dropout))
         model = Sequential(*layers, dtype=self.dtype)
         named = model.named_parameters()
         self._weights = [p for name, p in named if name.endswith("weight")]
