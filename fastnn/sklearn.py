@@ -547,7 +547,7 @@ class _BaseMLP(BaseEstimator):
 _PARAMS_DOC = """
     Parameters
     ----------
-    hidden_layer_sizes : array-like of shape (n_layers - 2,), default=(100,)
+{loss}    hidden_layer_sizes : array-like of shape (n_layers - 2,), default=(100,)
         The ith element is the number of neurons in the ith hidden layer.
 
     activation : {'identity', 'logistic', 'tanh', 'relu'}, default='relu'
@@ -691,14 +691,14 @@ _ATTRS_DOC = """
 
 
 class MLPClassifier(ClassifierMixin, _BaseMLP):
-    """Multi-layer perceptron classifier trained by fastnn.
+    __doc__ = """Multi-layer perceptron classifier trained by fastnn.
 
     A drop-in for :class:`sklearn.neural_network.MLPClassifier` (solvers 'adam'
     and 'sgd'): it minimizes the log-loss plus an L2 penalty with mini-batch
     stochastic optimization. Multiclass targets get a softmax output trained
     with ``fn.CrossEntropyLoss``; binary and multilabel targets get logistic
     outputs (one per label) trained with ``fn.BCEWithLogitsLoss``.
-    """ + _PARAMS_DOC + """
+    """ + _PARAMS_DOC.replace("{loss}", "") + """
     Attributes
     ----------
     classes_ : ndarray or list of ndarray of shape (n_classes,)
@@ -867,16 +867,17 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
 
 
 class MLPRegressor(RegressorMixin, _BaseMLP):
-    """Multi-layer perceptron regressor trained by fastnn.
+    __doc__ = """Multi-layer perceptron regressor trained by fastnn.
 
     A drop-in for :class:`sklearn.neural_network.MLPRegressor` (solvers 'adam'
     and 'sgd'): it minimizes half the mean squared error plus an L2 penalty with
     mini-batch stochastic optimization; the output layer is linear and several
     targets are fitted at once when y is 2-D. Training uses ``fn.MSELoss``.
+    """ + _PARAMS_DOC.replace("{loss}", """    loss : {'squared_error'}, default='squared_error'
+        The loss: half the mean squared error (scikit-learn's 'poisson' is
+        not available and raises a ValueError).
 
-    loss : {'squared_error'}, default='squared_error'
-        The loss (scikit-learn's 'poisson' is not available).
-    """ + _PARAMS_DOC + """
+""") + """
     Attributes
     ----------""" + _ATTRS_DOC + """
     Examples
@@ -884,7 +885,8 @@ class MLPRegressor(RegressorMixin, _BaseMLP):
     >>> import numpy as np
     >>> from fastnn.sklearn import MLPRegressor
     >>> X = np.linspace(-1, 1, 200).reshape(-1, 1); y = X.ravel() ** 2
-    >>> reg = MLPRegressor((32,), max_iter=2000, random_state=0).fit(X, y)
+    >>> reg = MLPRegressor(hidden_layer_sizes=(32,), learning_rate_init=0.01, max_iter=500,
+    ...                    random_state=0).fit(X, y)
     >>> reg.score(X, y) > 0.9
     True
     """
