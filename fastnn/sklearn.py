@@ -46,7 +46,6 @@ parameter group and each step is fastnn's single fused compiled call; with
 decay), which fastnn steps through its (slower) unfused path.
 """
 import contextlib
-import copy
 import numbers
 import warnings
 
@@ -208,7 +207,11 @@ class _BaseMLP(BaseEstimator):
             raise bad("dropout", "a float in the range [0, 1)")
         if not (self.n_threads is None or (_is_int(self.n_threads) and self.n_threads >= 1)):
             raise bad("n_threads", "None or an int in the range [1, inf)")
-        if np.dtype(self.dtype) not in (np.float32, np.float64):
+        try:
+            ok = np.dtype(self.dtype) in (np.float32, np.float64)
+        except TypeError:
+            ok = False
+        if not ok:
             raise bad("dtype", "'float32' or 'float64'")
         return sizes
 
@@ -305,23 +308,17 @@ class _BaseMLP(BaseEstimator):
             trainer = self._trainer = Trainer(model, self._loss_fn(), self._optimizer)
         return trainer
 
-    # --- pickling: plain arrays only --------------------------------------------
+    # --- pickling (and deepcopy): plain arrays only ------------------------------
     def __getstate__(self):
+        """The estimator's state without the fastnn model, trainer and optimizer:
+        the weights travel as coefs_/intercepts_ and the optimizer's state as its
+        state_dict; the model is rebuilt from them on first use."""
         state = super().__getstate__()
         state = {k: v for k, v in state.items() if k not in _LIVE + ("_weights", "_biases")}
         opt = self.__dict__.get("_optimizer")
         if opt is not None:
             state["_optimizer_state"] = opt.state_dict()
         return state
-
-    def __setstate__(self, state):
-        super().__setstate__(state)
-
-    def __deepcopy__(self, memo):
-        new = type(self).__new__(type(self))
-        memo[id(self)] = new
-        new.__setstate__(copy.deepcopy(self.__getstate__(), memo))
-        return new
 
     # --- training ----------------------------------------------------------------
     def _fit(self, X, y, incremental):
