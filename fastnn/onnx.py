@@ -17,8 +17,8 @@ from .activations import GELU, LeakyReLU, ReLU, Sigmoid, Softmax, Tanh
 from .layers import Dropout, Embedding, Flatten, LayerNorm, Linear
 from .module import Module, Sequential
 
-DEFAULT_OPSET = 17  # the first with LayerNormalization; onnxruntime >= 1.14 runs it
-MIN_OPSET = 13      # Softmax's axis semantics and Gemm without C settled here
+DEFAULT_OPSET = 17  # the first with LayerNormalization; any onnxruntime the extra allows runs it
+MIN_OPSET = 13      # from 13 on, Softmax(axis=-1) normalizes the last axis alone
 
 
 def _import_onnx():
@@ -62,30 +62,31 @@ class _Graph:
 
 
 # --- one function per layer: (graph, layer, input name, input shape, path) -> (output, shape).
-# A shape is a list of dims (int, a symbolic name, or None for unknown), or None
-# when even the rank is unknown.
+# A shape is a list of dims: an int, a symbolic name, or None for unknown.
 
-def _same(x, shape, path, m, size=None):
-    if size is not None and shape is not None and shape and isinstance(shape[-1], int) \
-            and shape[-1] != size:
-        raise ValueError(f"export_onnx: layer {path!r} ({type(m).__name__}) expects {size} "
+def _where(path):
+    return f"layer {path!r}" if path else "the model"
+
+
+def _check_width(shape, path, m, size):
+    if isinstance(shape[-1], int) and shape[-1] != size:
+        raise ValueError(f"export_onnx: {_where(path)} ({type(m).__name__}) expects {size} "
                          f"features, but the layer before it gives {shape[-1]}")
-    return shape
 
 
 def _linear(g, m, x, shape, path):
-    _same(x, shape, path, m, m.in_features)
+    _check_width(shape, path, m, m.in_features)
     p = _param_prefix(path)
     w = g.const(p + "weight", m.weight.data)
     b = None if m.bias is None else g.const(p + "bias", m.bias.data)
-    if shape is not None and len(shape) == 2:
+    if len(shape) == 2:
         y = g.node("Gemm", [x, w] + ([b] if b else []), path, transB=1)
     else:  # Gemm is 2-D only; MatMul broadcasts over leading dims
         wt = g.const(p + "weight_t", m.weight.data.T)
         y = g.node("MatMul", [x, wt], path)
         if b:
             y = g.node("Add", [y, b], path)
-    return y, None if shape is None else shape[:-1] + [m.out_features]
+    return y, shape[:-1] + [m.out_features]
 
 
 def _simple(op, **attrs):
@@ -136,16 +137,13 @@ def _dropout(g, m, x, shape, path):
 
 
 def _flatten(g, m, x, shape, path):
-    y = g.node("Flatten", [x], path, axis=1)
-    if shape is None:
-        return y, None
     rest = shape[1:]
     flat = math.prod(rest) if all(isinstance(d, int) for d in rest) else None
-    return y, [shape[0] if shape else None, flat]
+    return g.node("Flatten", [x], path, axis=1), [shape[0], flat]
 
 
 def _layernorm(g, m, x, shape, path):
-    _same(x, shape, path, m, m.normalized_shape)
+    _check_width(shape, path, m, m.normalized_shape)
     p = _param_prefix(path)
     n = m.normalized_shape
     if m.elementwise_affine:
@@ -180,7 +178,7 @@ def _reduce_mean(g, x, path):
 def _embedding(g, m, x, shape, path):
     w = g.const(_param_prefix(path) + "weight", m.weight.data)
     y = g.node("Gather", [w, x], path, axis=0)
-    return y, None if shape is None else shape + [m.embedding_dim]
+    return y, shape + [m.embedding_dim]
 
 
 _EXPORTERS = {
@@ -212,12 +210,11 @@ def _check_supported(leaves):
                 raise ValueError(f"export_onnx: layer {path!r} (Embedding) must be the first "
                                  "layer: it takes integer ids, the graph's input")
             continue
-        where = f"layer {path!r}" if path else "the model"
         base = next((c.__name__ for c in type(m).__mro__[1:] if c in _EXPORTERS), None)
         why = (f"a subclass of {base} may compute something else, so only fastnn's own "
                "layers are exported" if base else "no ONNX operator is known for it")
         supported = ", ".join(sorted(c.__name__ for c in _EXPORTERS))
-        raise TypeError(f"export_onnx: {where} ({type(m).__name__}) cannot be exported: {why}. "
+        raise TypeError(f"export_onnx: {_where(path)} ({type(m).__name__}) cannot be exported: {why}. "
                         f"Supported layers: {supported}, and Sequential containers of them")
 
 
@@ -259,8 +256,6 @@ def _check_sample_shape(input_shape):
 
 
 def _value_info(helper, name, elem_type, shape):
-    if shape is None:
-        return helper.make_tensor_value_info(name, elem_type, None)
     return helper.make_tensor_value_info(name, elem_type, [d if d is not None else "" for d in shape])
 
 
