@@ -16,7 +16,7 @@ from .trainer import Trainer
 from .distributed import DistributedTrainer  # mpi4py is imported only when one is built
 from .perceptron import ConvergenceWarning, Perceptron
 from .io import load, save
-from .onnx import export_onnx  # onnx itself is imported on the first export
+from .onnx_export import export_onnx  # onnx itself is imported on the first export
 from .text import perplexity
 from . import datasets, text
 from ._info import info

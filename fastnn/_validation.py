@@ -27,8 +27,10 @@ def from_pandas(x, name, allow_missing=False):
 
     pandas is never imported here: a pandas object can only exist once the user
     has imported it, so ``sys.modules`` tells whether there is anything to check."""
+    if type(x) is np.ndarray:  # the hot path: nothing to look up
+        return x
     pd = sys.modules.get("pandas")
-    if pd is None or type(x) is np.ndarray or not isinstance(x, (pd.DataFrame, pd.Series)):
+    if pd is None or not isinstance(x, (pd.DataFrame, pd.Series)):
         return x
     frame = isinstance(x, pd.DataFrame)
     dtypes = list(x.dtypes.items()) if frame else [(x.name, x.dtype)]

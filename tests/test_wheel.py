@@ -107,7 +107,7 @@ def test_sdist_and_wheel_build_install_and_run(tmp_path):
         files = set(whl.namelist())
     assert any(f.startswith("fastnn/_kernels/_ops.") and f.endswith((".so", ".pyd")) for f in files)
     for need in ("fastnn/_kernels/_ops.pyi", "fastnn/datasets/digits.csv.gz", "fastnn/py.typed",
-                 "fastnn/onnx.py"):
+                 "fastnn/onnx_export.py"):
         assert need in files, f"wheel lacks {need}"
     assert not [f for f in files if f.startswith(("csrc/", "tests/")) or f.endswith((".c", ".pyx"))]
 

@@ -3,8 +3,8 @@ model can be served by onnxruntime or any other ONNX runtime.
 
 The graph is the eval-mode forward: Dropout is the identity. onnx is an optional
 extra (``pip install "fastnn[onnx]"``), imported on the first export only.
-(Inside the package ``import onnx`` is absolute, so this module's name does not
-shadow the onnx package.)"""
+(Not named onnx.py: a script run from inside the package folder, such as a bench
+worker, has that folder on sys.path, where an onnx.py would shadow the package.)"""
 import math
 import numbers
 import os
