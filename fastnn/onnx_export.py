@@ -1,8 +1,21 @@
 """export_onnx: a Sequential (or a single layer) as an ONNX graph, so a trained
 model can be served by onnxruntime or any other ONNX runtime.
 
-The graph is the eval-mode forward: Dropout is the identity. onnx is an optional
-extra (``pip install "fastnn[onnx]"``), imported on the first export only.
+The graph is the eval-mode forward. Layer by layer:
+
+    Linear       Gemm(transB=1); MatMul + Add on inputs of more than two dims
+    ReLU, Sigmoid, Tanh   Relu, Sigmoid, Tanh
+    LeakyReLU    LeakyRelu(alpha); float64: Where(x > 0, x, slope * x) (alpha is float32)
+    GELU         opset >= 20: Gelu; else x * (1 + Erf(x / sqrt 2)) / 2, or the tanh form
+                 (float64 exact: always Erf, run in float32; onnxruntime has no float64 Erf)
+    Softmax      Softmax(axis=-1)
+    Dropout      nothing: the identity at inference
+    LayerNorm    LayerNormalization (opset >= 17, float32); else ReduceMean, Sub, Sqrt, Div
+    Flatten      Flatten(axis=1)
+    Embedding    Gather(axis=0) of the weight by int64 ids (first layer only)
+
+onnx is an optional extra (``pip install "fastnn[onnx]"``), imported on the first
+export only.
 (Not named onnx.py: a script run from inside the package folder, such as a bench
 worker, has that folder on sys.path, where an onnx.py would shadow the package.)"""
 import math
@@ -269,9 +282,11 @@ def export_onnx(model, path, opset=None, batch_dim="batch", input_shape=None):
     ``input_shape``, the shape of one sample (None for a dynamic dimension), is needed
     only when the model does not fix it (a leading Flatten), or to fix an Embedding's.
 
-    >>> fn.export_onnx(model, "model.onnx")
-    >>> import onnxruntime as ort
-    >>> ort.InferenceSession("model.onnx").run(None, {"input": x})[0]   # == model.predict(x)
+    Example::
+
+        fn.export_onnx(model, "model.onnx")
+        import onnxruntime as ort
+        ort.InferenceSession("model.onnx").run(None, {"input": x})[0]   # == model.predict(x)
     """
     if not isinstance(model, Module):
         raise TypeError(f"export_onnx: model must be a fastnn Module, got {type(model).__name__}")
