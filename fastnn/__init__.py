@@ -16,6 +16,7 @@ from .trainer import DivergenceError, DivergenceWarning, Trainer
 from .distributed import DistributedTrainer  # mpi4py is imported only when one is built
 from .perceptron import ConvergenceWarning, Perceptron
 from .io import load, save
+from .onnx_export import export_onnx  # onnx itself is imported on the first export
 from .text import perplexity
 from . import datasets, text
 from ._info import info
@@ -31,4 +32,5 @@ __all__ = [
     "Callback", "History", "EarlyStopping", "ModelCheckpoint",
     "Trainer", "DivergenceError", "DivergenceWarning", "DistributedTrainer", "Perceptron", "ConvergenceWarning",
     "save", "load", "perplexity", "datasets", "text",
+    "export_onnx",
 ]

@@ -1,6 +1,7 @@
 """Checks on user input, with messages that name the argument, the expected
 and the actual value. Kept out of the kernels: they trust what they are given."""
 import numbers
+import sys
 
 import numpy as np
 
@@ -19,9 +20,56 @@ def as_dtype(dtype, name="dtype"):
     return dt
 
 
+def from_pandas(x, name, allow_missing=False):
+    """A pandas DataFrame or Series as a numeric ndarray (anything else is returned
+    unchanged). Non-numeric columns and missing values are errors that name the
+    columns; nullable dtypes (Int64, Float64, boolean) without NA convert.
+
+    pandas is never imported here: a pandas object can only exist once the user
+    has imported it, so ``sys.modules`` tells whether there is anything to check."""
+    if type(x) is np.ndarray:  # the hot path: nothing to look up
+        return x
+    pd = sys.modules.get("pandas")
+    if pd is None or not isinstance(x, (pd.DataFrame, pd.Series)):
+        return x
+    frame = isinstance(x, pd.DataFrame)
+    dtypes = list(x.dtypes.items()) if frame else [(x.name, x.dtype)]
+    numeric = pd.api.types.is_numeric_dtype  # bool and the nullable dtypes included
+    bad = [(col, dt) for col, dt in dtypes if not numeric(dt)]
+    if bad:
+        kinds = ", ".join(sorted({str(dt) for _, dt in bad}))
+        hint = "first (e.g. pd.get_dummies, or .cat.codes for labels)"
+        if frame:
+            raise TypeError(f"{name} has non-numeric columns {[c for c, _ in bad]} "
+                            f"(dtype {kinds}); encode them {hint}")
+        raise TypeError(f"{name} is a non-numeric Series (dtype {kinds}); encode it {hint}")
+    missing = x.isna()
+    if not allow_missing and missing.to_numpy().any():
+        if frame:
+            cols = [c for c, m in missing.any().items() if m]
+            raise ValueError(f"{name} has missing values (NaN/NA) in columns {cols}; "
+                             "fill or drop them first")
+        raise ValueError(f"{name} has missing values (NaN/NA) at {int(missing.sum())} "
+                         "positions; fill or drop them first")
+    common = np.result_type(*(_numpy_dtype(dt) for _, dt in dtypes)) if dtypes else None
+    if common is None or (allow_missing and common.kind != "f" and missing.to_numpy().any()):
+        common = np.dtype(np.float64)
+    if common.kind == "f":  # NA becomes NaN (only reached when missing values are allowed)
+        return x.to_numpy(dtype=common, na_value=np.nan)
+    return x.to_numpy(dtype=common)
+
+
+def _numpy_dtype(dt):
+    """The NumPy dtype behind a pandas dtype (Int64 -> int64, Float64 -> float64)."""
+    try:
+        return np.dtype(getattr(dt, "numpy_dtype", dt))
+    except TypeError:  # e.g. a sparse dtype
+        return np.dtype(np.float64)
+
+
 def as_float_array(x, name, dtype, ndim=None, finite=True):
     """x as a C-contiguous array of dtype; real numbers only, no silent reshapes."""
-    arr = np.asarray(x)
+    arr = np.asarray(from_pandas(x, name, allow_missing=not finite))
     if arr.dtype.kind not in "fiub":
         raise TypeError(f"{name} must hold real numbers, got dtype {arr.dtype}")
     if ndim is not None and arr.ndim != ndim:
@@ -34,6 +82,7 @@ def as_float_array(x, name, dtype, ndim=None, finite=True):
 
 def as_index_array(x, name, high):
     """x as C-contiguous int64 indices in [0, high)."""
+    x = from_pandas(x, name)
     arr = np.asarray(x)
     if arr.dtype.kind not in "iu":
         if arr.dtype.kind == "f" and arr.size and np.all(arr == np.round(arr)):
