@@ -26,23 +26,32 @@ int main(void) {
 """
 
 
+# (compile flags, link flags) to try: GCC/Clang, Intel, Apple Clang with libomp.
+OPENMP_CANDIDATES = (("-fopenmp", "-fopenmp"), ("-qopenmp", "-qopenmp"),
+                     ("-Xpreprocessor -fopenmp", "-lomp"))
+
+
 def openmp_flags():
-    """Flags that make OpenMP work with this compiler, or None."""
+    """(compile flags, link flags) that make OpenMP work with this compiler, or None."""
     if os.environ.get("FASTNN_NO_OPENMP"):
         return None
+    if sys.platform == "win32":
+        return ["/openmp"], []  # MSVC always has OpenMP 2.0, which is all the kernels use
     cc = (sysconfig.get_config_var("CC") or "cc").split()
-    for flag in ("-fopenmp", "-qopenmp", "-Xpreprocessor -fopenmp"):
+    env_flags = os.environ.get("CFLAGS", "").split() + os.environ.get("LDFLAGS", "").split()
+    for compile_flags, link_flags in OPENMP_CANDIDATES:
         with tempfile.TemporaryDirectory() as tmp:
             src = os.path.join(tmp, "probe.c")
             with open(src, "w") as fh:
                 fh.write(OPENMP_PROBE)
-            cmd = cc + flag.split() + [src, "-o", os.path.join(tmp, "probe")] + flag.split()[-1:]
+            cmd = (cc + env_flags + compile_flags.split() + [src, "-o", os.path.join(tmp, "probe")]
+                   + link_flags.split())
             try:
                 ok = subprocess.run(cmd, capture_output=True, timeout=60).returncode == 0
             except (OSError, subprocess.TimeoutExpired):
                 ok = False
             if ok:
-                return flag.split()
+                return compile_flags.split(), link_flags.split()
     return None
 
 
@@ -50,7 +59,7 @@ omp = openmp_flags()
 if omp is None:
     warnings.warn("fastnn: the C compiler has no OpenMP; building serial kernels "
                   "(set_num_threads will have no effect)")
-    omp = []
+    omp = ([], [])
 
 # -fno-math-errno and -fno-trapping-math change no result (errno and FP exception
 # flags only) but let sqrt and the selects in exp/tanh/sigmoid vectorize.
@@ -58,7 +67,7 @@ compile_args = ["-O3", "-fno-math-errno", "-fno-trapping-math", "-Wno-unused-fun
 if os.environ.get("FASTNN_NATIVE"):
     compile_args.append("-march=native")
 if sys.platform == "win32":
-    compile_args = ["/O2"]
+    compile_args = ["/O2", "/std:c11"]  # C11 for restrict and _Pragma
 
 extensions = [
     Extension(
@@ -67,8 +76,8 @@ extensions = [
         include_dirs=["csrc", numpy.get_include()],
         depends=["csrc/fnn.h", "csrc/fnn_decl.h", "csrc/fnn_template.h",
                  "fastnn/_kernels/_fnn.pxd"],
-        extra_compile_args=compile_args + omp,
-        extra_link_args=omp,
+        extra_compile_args=compile_args + omp[0],
+        extra_link_args=omp[1],
         define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION")],
     )
 ]

@@ -162,7 +162,7 @@ class CrossEntropyLoss(_Loss):
         return out
 
     def _check_target(self, output, target):
-        t = np.asarray(target)
+        t = np.asarray(V.from_pandas(target, "target"))
         n, C = output.shape
         if t.dtype.kind in "iu":
             if t.shape != (n,):

@@ -316,7 +316,7 @@ class Sequential(Module):
                     return None
                 embedding = (emb.weight.data, emb.weight.grad, k)
                 stages = stages[2:]
-            if not all(type(s) is Linear for s in stages):
+            if not stages or not all(type(s) is Linear for s in stages):
                 return None
             specs = []
             for s in stages:

@@ -148,7 +148,7 @@ class Trainer:
         X = self.model._check_input(X)
         if sample_weight is not None:
             sample_weight = check_sample_weight(sample_weight, len(X), X.dtype)
-        y = np.asarray(y)
+        y = np.asarray(V.from_pandas(y, "y"))
         if y.shape[:1] != X.shape[:1]:
             raise ValueError(f"X and y must have the same number of samples, got {len(X)} and "
                              f"{y.shape[0] if y.ndim else 'a scalar'}")
@@ -175,7 +175,7 @@ class Trainer:
     def _check_targets(self, X, y, name):
         """All of y checked (and converted) against the model's output shape, without
         materializing an output array: a zero-strided stand-in carries the shape."""
-        y_arr = np.asarray(y)
+        y_arr = np.asarray(V.from_pandas(y, name))
         if y_arr.shape[:1] != X.shape[:1]:
             raise ValueError(f"X and {name} must have the same number of samples, got {len(X)} "
                              f"and {y_arr.shape[0] if y_arr.ndim else 'a scalar'}")
@@ -202,7 +202,7 @@ class Trainer:
         """Mean loss (and accuracy for classification) in eval mode."""
         batch_size = V.positive_int(batch_size, "batch_size")
         X, y = self._check_xy(X, y)
-        y = np.asarray(y)
+        y = np.asarray(V.from_pandas(y, "y"))
         w = None if sample_weight is None else check_sample_weight(sample_weight, len(X), X.dtype)
         was_training = self.model.training
         self.model.eval()

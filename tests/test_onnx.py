@@ -267,7 +267,7 @@ def test_bad_arguments(onnx, tmp_path):
             fn.export_onnx(model, tmp_path / "m.onnx", input_shape=bad)
     with pytest.raises(ValueError, match=r"layer '1' \(Embedding\) must be the first"):
         fn.export_onnx(fn.Sequential(fn.Linear(3, 4), fn.Embedding(4, 2)), tmp_path / "m.onnx")
-    with pytest.raises(ValueError, match=r"layer '2' \(Linear\) expects 5 features.*gives 4"):
+    with pytest.raises(ValueError, match=r"layer 2 \(Linear\) expects 5 input features.*produces 4"):
         fn.export_onnx(fn.Sequential(fn.Linear(3, 4), fn.ReLU(), fn.Linear(5, 2)),
                        tmp_path / "m.onnx")
 

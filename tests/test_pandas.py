@@ -182,9 +182,6 @@ def test_importing_fastnn_does_not_import_pandas():
     assert out.stdout.strip() == "False"
 
 
-@pytest.mark.xfail(strict=True, reason="CrossEntropyLoss._check_target (losses.py) and Trainer's "
-                   "fit/evaluate (trainer.py) call np.asarray(y) before _validation.from_pandas, "
-                   "so NA labels arrive as float NaN and are taken for probabilities")
 def test_missing_class_labels_are_named():
     labels = pd.Series([0, 1, None, 1], dtype="Int64")
     with pytest.raises(ValueError, match="missing values"):

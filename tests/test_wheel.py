@@ -77,6 +77,7 @@ def _venv_python(venv):
     return os.path.join(venv, *sub)
 
 
+@pytest.mark.slow
 def test_sdist_and_wheel_build_install_and_run(tmp_path):
     env = _clean_env()
     src = tmp_path / "src"
