@@ -34,13 +34,8 @@ import traceback
 import numpy as np
 
 from . import _random
-from . import _validation as V
-from .callbacks import CallbackList, History, ModelCheckpoint
-from .losses import check_sample_weight
-from .optim import clip_grad_norm
 from .parameter import flat_span
-from .progress import progress_bar
-from .trainer import Trainer, _add_hits
+from .trainer import Trainer
 
 __all__ = ["DistributedTrainer", "DistributedError", "install_excepthook", "find_mpirun",
            "mpirun_command", "run_demo"]
@@ -212,16 +207,21 @@ class DistributedTrainer(Trainer):
         self.timeout = timeout
         self.abort_on_error = bool(abort_on_error)
         self.timings = {"steps": 0, "step_s": 0.0, "allreduce_s": 0.0, "agree_s": 0.0}
-        self._stats = np.zeros(3)
         self._nsteps = 0
-        self._gscaled = None
+        self._scalar = np.zeros(1)
         self._grad, self._pack = self._gradient_buffer()
+        # one rank is a Trainer: the whole step in one compiled call
+        self._single_process = self.size == 1
+        self._root = self.rank == 0
         self._watchdog = _WATCHDOG if self.size > 1 and timeout != float("inf") else None
         if self.size > 1:
             install_excepthook(self.comm)
             self._check_same_setup()
             self.broadcast_state(root=0)
         self._buckets = self._plan_buckets(bucket_cap_mb)
+        # the compiled step reduces the flat gradient buffer in one Allreduce;
+        # bucketed reduction overlaps it with the layers' backward instead
+        self._compiled_path = self._buckets is None and self._pack is None
 
     # --- setup -----------------------------------------------------------------
     def _gradient_buffer(self):
@@ -349,72 +349,99 @@ class DistributedTrainer(Trainer):
                           "fastnn.distributed: aborting the MPI job so the other ranks "
                           "do not hang")
 
-    # --- one step --------------------------------------------------------------
+    # --- the hooks of Trainer's one step pipeline and one fit loop -----------------
     def step(self, x, y, sample_weight=None):
         """One data-parallel step on this rank's shard ``(x_local, y_local)``
         (and its ``sample_weight``); returns the mean loss over the global batch."""
         t0 = time.perf_counter()
-        if self.size == 1:
-            value = super().step(x, y, sample_weight)
-        else:
-            value = self._step(x, y, sample_weight)
-        self.timings["steps"] += 1
-        self.timings["step_s"] += time.perf_counter() - t0
-        return value
-
-    def _step(self, x, y, sample_weight):
         self._nsteps += 1
-        n, value, error = 0, 0.0, None
-        try:  # everything that may reject the batch happens before any rank changes anything
-            n = _rows(x)
-            ny = len(y) if hasattr(y, "__len__") else None
-            if n == 0 and ny == 0:
-                n = 0  # an empty shard (tiny last batch): contributes no gradient
-            else:
-                x, y = self._check_xy(x, y)
-                n = x.shape[0]
-                self.model.train()
-                out = self.model._forward(x)
-                value = self.loss(out, y, sample_weight)
-                self._last_output = out
-        except Exception as exc:  # noqa: BLE001 - reported on every rank by _agree
-            error, n, value = exc, 0, 0.0
-        stats = self._stats
-        stats[0], stats[1] = n, n * value
-        t0 = time.perf_counter()
-        self._agree(error, stats, f"Allreduce of the loss (step {self._nsteps})")
-        self.timings["agree_s"] += time.perf_counter() - t0
-        total = stats[0]
-        if total == 0:
-            err = ValueError("x is an empty batch on every rank")
-            err._fastnn_collective = True
-            raise err
         try:
-            if n:
-                g = self.loss.backward()
-                if self._gscaled is None or self._gscaled.shape != g.shape:
-                    self._gscaled = np.empty_like(g)
-                np.multiply(g, n / total, out=self._gscaled)
-                self._backward_and_reduce(self._gscaled)
-            else:
-                self._grad.fill(0)
-                if self._pack is not None:
-                    for p in self._pack:
-                        p.grad.fill(0)
-                self._backward_and_reduce(None)
-            if self.clip_grad_norm is not None:
-                clip_grad_norm(self._params, self.clip_grad_norm)
-            self.optimizer.step()
-            if self.scheduler is not None:
-                self.scheduler.step()
-        except Exception as exc:  # noqa: BLE001
-            self._fail(exc, f"training step {self._nsteps}")
-        return stats[1] / total
+            return super().step(x, y, sample_weight)
+        finally:
+            self.timings["steps"] += 1
+            self.timings["step_s"] += time.perf_counter() - t0
+
+    def _agree(self, error, stats, what):
+        """Allreduce ``stats`` (sum; last entry the error flag). When any rank
+        failed, raise on every rank: the failing rank's exception type (for
+        ValueError/TypeError) with every failing rank's message."""
+        if self.size == 1:
+            return super()._agree(error, stats, what)
+        MPI = self._MPI
+        stats[-1] = 1.0 if error is not None else 0.0
+        t0 = time.perf_counter()
+        self._collective(f"{what} (step {self._nsteps})", self.comm.Allreduce, MPI.IN_PLACE,
+                         stats, MPI.SUM)
+        self.timings["agree_s"] += time.perf_counter() - t0
+        if stats[-1] == 0:
+            return
+        mine = None if error is None else (type(error).__name__, str(error))
+        errors = self._collective(what + " (error report)", self.comm.allgather, mine)
+        failed = [(r, e) for r, e in enumerate(errors) if e is not None]
+        message = "; ".join(f"rank {r}: {kind}: {text}" for r, (kind, text) in failed)
+        kind = failed[0][1][0]
+        cls = {"ValueError": ValueError, "TypeError": TypeError}.get(kind, DistributedError)
+        raise self._everywhere(cls(f"{message} (rejected on every rank; no weights changed)")) \
+            from error
+
+    def _everywhere(self, exc):
+        exc._fastnn_collective = True
+        return exc
+
+    def _guard(self, exc, where):
+        """An error past the point where ranks agree: abort the job, or re-raise."""
+        if getattr(exc, "_fastnn_collective", False) or not self.abort_on_error or self.size == 1:
+            raise exc
+        text = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
+        _abort(self.comm, f"fastnn.distributed: {_where(self.comm)} failed in {where}:\n{text}"
+                          "fastnn.distributed: aborting the MPI job so the other ranks "
+                          "do not hang")
+
+    def _sum(self, value, what):
+        if self.size == 1:
+            return value
+        buf = self._scalar
+        buf[0] = value
+        self._allreduce(buf, what)
+        return float(buf[0])
+
+    def _allreduce(self, array, what):
+        if self.size == 1:
+            return
+        MPI = self._MPI
+        t0 = time.perf_counter()
+        self._collective(f"{what} (step {self._nsteps})", self.comm.Allreduce, MPI.IN_PLACE,
+                         array, MPI.SUM)
+        self.timings["allreduce_s"] += time.perf_counter() - t0
+
+    def _any(self, flag, what):
+        if self.size == 1:
+            return flag
+        flags = np.array([1.0 if flag else 0.0])
+        self._collective(what, self.comm.Allreduce, self._MPI.IN_PLACE, flags, self._MPI.MAX)
+        return bool(flags[0])
+
+    def _shard(self, n):
+        return _split(n, self.size, self.rank)
+
+    def _empty_shard(self, x, y):
+        # a tiny last batch leaves some ranks no rows: they contribute no gradient
+        return self.size > 1 and _rows(x) == 0 and hasattr(y, "__len__") and len(y) == 0
+
+    def _end_epoch(self):
+        self.check_in_sync()
 
     def _backward_and_reduce(self, g):
-        """Backward with the (already n_r/N-scaled) output gradient, then sum
-        the gradients over ranks."""
-        MPI = self._MPI
+        """Backward with the (already n_r/N-scaled) output gradient, then the
+        gradients summed over ranks: one Allreduce, or bucketed Iallreduces
+        overlapped with the backward pass."""
+        if self.size == 1:
+            return super()._backward_and_reduce(g)
+        if g is None:  # an empty shard: zero gradients, same collectives as the others
+            self._grad.fill(0)
+            if self._pack is not None:
+                for p in self._pack:
+                    p.grad.fill(0)
         if self._buckets is None:
             if g is not None:
                 self.model._backward(g, False, False)
@@ -422,6 +449,7 @@ class DistributedTrainer(Trainer):
             return
         # Every rank must issue the same bucket reductions in the same order,
         # including a rank with an empty shard (g is None: zero gradients).
+        MPI = self._MPI
         stages = self.model._stages
         cuts = self._buckets
         first = cuts[-1][0]
@@ -440,82 +468,45 @@ class DistributedTrainer(Trainer):
         self.timings["allreduce_s"] += time.perf_counter() - t0
 
     def _allreduce_grads(self):
-        MPI = self._MPI
         grad = self._grad
         if self._pack is not None:
             offset = 0
             for p in self._pack:
                 grad[offset:offset + p.size] = p.grad.reshape(-1)
                 offset += p.size
-        t0 = time.perf_counter()
-        self._collective(f"Allreduce of the gradients (step {self._nsteps})",
-                         self.comm.Allreduce, MPI.IN_PLACE, grad, MPI.SUM)
-        self.timings["allreduce_s"] += time.perf_counter() - t0
+        self._allreduce(grad, "Allreduce of the gradients")
         if self._pack is not None:
             offset = 0
             for p in self._pack:
                 p.grad.reshape(-1)[...] = grad[offset:offset + p.size]
                 offset += p.size
 
-    def _reduce_gradients(self, loss, batch_size):
-        """The base ``Trainer.step`` hook (used if that step is ever called on a
-        DistributedTrainer): weight the local mean gradient by n_r/N, sum it over
-        ranks and return the global mean loss."""
+    def _agree_fit(self, error, args, shuffle, seed):
+        """Every rank must pass the same data and arguments (checked by a
+        signature with checksums); the shuffling seed comes from rank 0."""
         if self.size == 1:
-            return loss
-        stats = self._stats
-        stats[0], stats[1] = batch_size, batch_size * loss
-        self._agree(None, stats, "Allreduce of the loss")
-        if self._pack is not None:
-            for p in self._pack:
-                p.grad *= batch_size / stats[0]
-        else:
-            self._grad *= batch_size / stats[0]
-        self._allreduce_grads()
-        return stats[1] / stats[0]
-
-    # --- metrics ------------------------------------------------------------------
-    def evaluate(self, X, y, batch_size=1024, sample_weight=None):
-        """Loss (and accuracy) over all of (X, y), each rank scoring a contiguous
-        share of the rows; every rank returns the same result."""
-        if self.size == 1:
-            return super().evaluate(X, y, batch_size, sample_weight)
-        error, total, hits, n = None, 0.0, [0, 0], 0
-        try:
-            batch_size = V.positive_int(batch_size, "batch_size")
-            X, y = self._check_xy(X, y)
-            y = np.asarray(y)
-            w = None if sample_weight is None else \
-                check_sample_weight(sample_weight, len(X), X.dtype)
-            lo, hi = _split(len(X), self.size, self.rank)
-            was_training = self.model.training
-            self.model.eval()
-            try:
-                for i in range(lo, hi, batch_size):
-                    j = min(i + batch_size, hi)
-                    out = self.model._forward(X[i:j])
-                    total += self.loss(out, y[i:j], None if w is None else w[i:j]) * len(out)
-                    hits = _add_hits(hits, self._correct(out, y[i:j]))
-            finally:
-                self.model.train(was_training)
-            n = hi - lo
-        except Exception as exc:  # noqa: BLE001
-            error = exc
-        classify = self._correct_kind()
-        stats = np.array([total, *(hits or (0, 0)), n, 0.0])
-        self._agree(error, stats, "Allreduce of the evaluation metrics")
-        result = {"loss": stats[0] / stats[3]}
-        if classify:
-            result["accuracy"] = stats[1] / stats[2]
-        return result
-
-    def _correct_kind(self):
-        """Whether this loss reports accuracy (same answer on every rank)."""
-        probe = np.zeros((1, 2), self.model.dtype)
-        try:
-            return self._correct(probe, np.zeros(1, np.int64)) is not None
-        except Exception:  # noqa: BLE001 - shape-specific metric: it exists
-            return True
+            return super()._agree_fit(error, args, shuffle, seed)
+        signature = None
+        if error is None:
+            X, y, validation_data, sample_weight, epochs, batch_size = args
+            signature = (X.shape, str(X.dtype), y.shape, epochs, batch_size, bool(shuffle), seed,
+                         validation_data is not None, sample_weight is not None,
+                         float(np.sum(X, dtype=np.float64)), float(np.sum(y, dtype=np.float64)),
+                         None if sample_weight is None else float(np.sum(sample_weight,
+                                                                         dtype=np.float64)))
+        self._agree(error, np.zeros(1), "Allreduce of fit's argument checks")
+        signatures = self._collective("Allgather of fit's arguments", self.comm.allgather,
+                                      signature)
+        for r, theirs in enumerate(signatures):
+            if theirs != signature:
+                raise self._everywhere(ValueError(
+                    f"fit: rank {r} was given different data or arguments than rank {self.rank} "
+                    f"(shapes, dtype, epochs, batch_size, shuffle, seed, checksums: {theirs} vs "
+                    f"{signature}); every rank must pass the same full dataset"))
+        if seed is None:  # one shuffling seed for all ranks, from rank 0's generator
+            seed = int(_random.generator().integers(0, 2**63 - 1)) if self.rank == 0 else None
+            seed = self._collective("bcast of the shuffling seed", self.comm.bcast, seed, 0)
+        return seed
 
     def check_in_sync(self):
         """Raise on every rank if the replicas' parameters differ (a float64
@@ -563,109 +554,6 @@ class DistributedTrainer(Trainer):
             self.broadcast_state(root=0)
         elif error is not None:
             raise error
-
-    # --- the loop -------------------------------------------------------------------
-    def fit(self, X, y, epochs=1, batch_size=32, validation_data=None, validation_split=None,
-            shuffle=True, seed=None, callbacks=(), progress=True, sample_weight=None):
-        """Like ``Trainer.fit``, data-parallel: every rank passes the same full
-        data, ``batch_size`` is the global batch and each rank trains on its
-        contiguous slice of every global batch."""
-        if self.size == 1:
-            return super().fit(X, y, epochs=epochs, batch_size=batch_size,
-                               validation_data=validation_data, validation_split=validation_split,
-                               shuffle=shuffle, seed=seed, callbacks=callbacks, progress=progress,
-                               sample_weight=sample_weight)
-        error, signature, args = None, None, None
-        try:
-            args = self._fit_args(X, y, epochs, batch_size, validation_data, validation_split,
-                                  sample_weight)
-            X, y, validation_data, sample_weight = args[:4]
-            signature = (X.shape, str(X.dtype), y.shape, args[4], args[5], bool(shuffle), seed,
-                         validation_data is not None, sample_weight is not None,
-                         float(np.sum(X, dtype=np.float64)), float(np.sum(y, dtype=np.float64)),
-                         None if sample_weight is None else float(np.sum(sample_weight,
-                                                                         dtype=np.float64)))
-            callbacks = CallbackList([*callbacks, History()])  # History last, as in Trainer.fit
-        except Exception as exc:  # noqa: BLE001
-            error = exc
-        self._agree(error, np.zeros(1), "Allreduce of fit's argument checks")
-        signatures = self._collective("Allgather of fit's arguments", self.comm.allgather,
-                                      signature)
-        for r, theirs in enumerate(signatures):
-            if theirs != signature:
-                exc = ValueError(f"fit: rank {r} was given different data or arguments than rank "
-                                 f"{self.rank} (shapes, dtype, epochs, batch_size, shuffle, seed, "
-                                 f"checksums: {theirs} vs {signature}); every rank must pass the "
-                                 f"same full dataset")
-                exc._fastnn_collective = True
-                raise exc
-        if seed is None:  # one shuffling seed for all ranks, from rank 0's generator
-            seed = int(_random.generator().integers(0, 2**63 - 1)) if self.rank == 0 else None
-            seed = self._collective("bcast of the shuffling seed", self.comm.bcast, seed, 0)
-        try:
-            return self._fit_loop(X, y, sample_weight, args[4], args[5], validation_data,
-                                  shuffle, seed, callbacks, progress)
-        except Exception as exc:  # noqa: BLE001
-            self._fail(exc, "fit")
-
-    def _fit_loop(self, X, y, sample_weight, epochs, batch_size, validation_data, shuffle, seed,
-                  callbacks, progress):
-        rng = np.random.default_rng(seed)
-        root = self.rank == 0
-        history = callbacks.callbacks[-1]
-        if not root:  # only rank 0 writes checkpoints
-            callbacks = CallbackList([cb for cb in callbacks if not isinstance(cb, ModelCheckpoint)
-                                      and not getattr(cb, "rank_zero_only", False)])
-        self.stop_training = False
-        callbacks.on_train_begin(self)
-        n = len(X)
-        n_batches = (n + batch_size - 1) // batch_size
-        share = -(-batch_size // self.size)
-        xb_full = np.empty((share,) + X.shape[1:], X.dtype)
-        yb_full = np.empty((share,) + y.shape[1:], y.dtype)
-        classify = self._correct_kind()
-        flags = np.zeros(1)
-        logs = {}
-        for epoch in range(epochs):
-            callbacks.on_epoch_begin(epoch, logs)
-            order = rng.permutation(n) if shuffle else np.arange(n)
-            total, hits = 0.0, [0, 0]
-            bar = progress_bar(n_batches, f"epoch {epoch + 1}/{epochs}", progress and root)
-            for b in range(n_batches):
-                idx = order[b * batch_size:(b + 1) * batch_size]
-                lo, hi = _split(len(idx), self.size, self.rank)
-                mine = idx[lo:hi]
-                xb, yb = xb_full[:len(mine)], yb_full[:len(mine)]
-                np.take(X, mine, axis=0, out=xb)
-                np.take(y, mine, axis=0, out=yb)
-                value = self.step(xb, yb, None if sample_weight is None else sample_weight[mine])
-                total += value * len(idx)
-                if len(mine) and classify:
-                    hits = _add_hits(hits, self._correct(self._last_output, yb))
-                callbacks.on_batch_end(b, {"loss": value, "size": len(idx)})
-                bar.update(1, loss=f"{value:.4f}")
-            bar.close()
-            logs = {"loss": total / n}
-            if classify:
-                counts = np.array(hits, dtype=np.float64)
-                self._collective("Allreduce of the epoch's accuracy", self.comm.Allreduce,
-                                 self._MPI.IN_PLACE, counts, self._MPI.SUM)
-                logs["accuracy"] = counts[0] / counts[1]
-            if validation_data is not None:
-                val = self.evaluate(*validation_data)
-                logs.update({f"val_{k}": v for k, v in val.items()})
-            callbacks.on_epoch_end(epoch, logs)
-            # Stop when any rank's callbacks asked to, so all ranks leave together.
-            flags[0] = 1.0 if self.stop_training else 0.0
-            self._collective("Allreduce of stop_training", self.comm.Allreduce,
-                             self._MPI.IN_PLACE, flags, self._MPI.MAX)
-            self.stop_training = bool(flags[0])
-            self.check_in_sync()
-            if self.stop_training:
-                break
-        callbacks.on_train_end(logs)
-        return history
-
 
 # --- launching -------------------------------------------------------------------------
 def find_mpirun():

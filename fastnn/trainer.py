@@ -1,10 +1,12 @@
 """Trainer: one training step (forward, loss, backward, clip, update, schedule)
 and a Keras-style ``fit`` loop around it."""
+import warnings
+
 import numpy as np
 
 from . import _random
 from . import _validation as V
-from .callbacks import CallbackList, History
+from .callbacks import CallbackList, History, ModelCheckpoint
 from ._kernels import _ops
 from .losses import _Loss, check_sample_weight
 from .module import Module, Sequential
@@ -50,6 +52,8 @@ class Trainer:
         self.clip_grad_norm = clip_grad_norm
         self.stop_training = False
         self._last_output = None
+        self._stats = np.zeros(2)  # rows and an error flag, agreed before any change
+        self._gscaled = None
 
     def __getstate__(self):
         state = self.__dict__.copy()
@@ -76,21 +80,22 @@ class Trainer:
     def step(self, x, y, sample_weight=None):
         """One training step on a batch; returns the batch's mean loss (weighted
         per sample by sample_weight, Keras style, when given)."""
-        if sample_weight is None:
-            fused = self._fused(x, y)
-            if fused is not None:
-                return self._fused_step(x, y, *fused)
-        return self._checked_step(x, y, sample_weight)
+        fused = self._fused(x, y) if sample_weight is None else None
+        if fused is not None and self._single_process:
+            return self._fused_step(x, y, *fused)  # the whole step in one compiled call
+        return self._pipeline_step(x, y, sample_weight, fused)
 
-    # The fused path: the whole step is one compiled call over the flat buffers,
-    # taken where the loss and the optimizer have a compiled form (their
-    # ``_compiled``), the model is a dense stack, the optimizer holds exactly the
-    # model's flat buffer, and the inputs need no conversion; everything else goes
-    # through _checked_step, which computes the same.
+    # The compiled path runs over the flat buffers, taken where the loss and the
+    # optimizer have a compiled form (their ``_compiled``), the model is a dense
+    # stack, the optimizer holds exactly the model's flat buffer, and the inputs
+    # need no conversion; everything else takes the layers' path, which computes
+    # the same.
+    _compiled_path = True
+
     def _fused(self, x, y):
         """(program, loss code, label smoothing, flat segment) or None."""
         model = self.model
-        if type(model) is not Sequential or type(self)._reduce_gradients is not Trainer._reduce_gradients:
+        if type(model) is not Sequential or not self._compiled_path:
             return None
         shape = getattr(x, "shape", None)
         if not shape or len(shape) != 2:
@@ -118,27 +123,124 @@ class Trainer:
         self._last_output = prog.output
         return value
 
-    def _checked_step(self, x, y, sample_weight=None):
-        x, y = self._check_xy(x, y)
-        self.model.train()
-        out = self.model._forward(x)
-        if not _ops.all_finite(out.reshape(-1)):
-            self.loss._check_target(out, y)  # bad targets are the user's error, not divergence
-            raise self._diverged(float("nan"))
-        value = self.loss(out, y, sample_weight)  # validates y before any weight changes
-        if not np.isfinite(value):
-            raise self._diverged(value)
-        self.model._backward(self.loss.backward(), False, False)
-        value = self._reduce_gradients(value, x.shape[0])
-        if self.clip_grad_norm is not None:
-            norm = clip_grad_norm(self._params, self.clip_grad_norm)
+    def _pipeline_step(self, x, y, sample_weight, fused):
+        """The step in stages, with the data-parallel hooks between them: this
+        process's forward and loss → agree on the rows (nothing has changed yet,
+        so a batch rejected anywhere is rejected everywhere) → the summed loss (a
+        non-finite one stops every process here) → backward of
+        the loss gradient scaled by n/N → gradients summed over processes → clip
+        → update → schedule. With ``fused``, forward through backward and the
+        update are compiled calls; for one process the hooks do nothing."""
+        n, value, error = 0, 0.0, None
+        try:
+            if fused is not None:
+                n = x.shape[0]
+            elif not self._empty_shard(x, y):
+                x, y = self._check_xy(x, y)
+                n = x.shape[0]
+                self.model.train()
+                out = self.model._forward(x)
+                if _ops.all_finite(out.reshape(-1)):
+                    value = self.loss(out, y, sample_weight)  # validates y
+                else:  # bad targets are still the user's error, not divergence
+                    self.loss._check_target(out, y)
+                    value = float("nan")
+                self._last_output = out
+        except Exception as exc:  # noqa: BLE001 - every process raises it in _agree
+            error, n, value = exc, 0, 0.0
+        stats = self._stats
+        stats[0], stats[1] = n, 0.0
+        self._agree(error, stats, "Allreduce of the rows")
+        total = stats[0]
+        if total == 0:
+            raise self._everywhere(ValueError("x is an empty batch on every rank"))
+        scale = n / total
+        if fused is not None:
+            prog, code, smoothing, seg = fused
+            self.model.train()
+            value = prog.forward_backward(x, y, code, smoothing, scale)
+            self._last_output = prog.output
+        # Processes may take different paths (compiled or not, rows or none): they
+        # issue the same collectives all the same (this sum, then the gradients').
+        loss_sum = self._sum(n * value if n else 0.0, "Allreduce of the loss")
+        if not np.isfinite(loss_sum):
+            raise self._diverged(loss_sum / total)
+        if fused is not None:
+            self._allreduce(seg.grad, "Allreduce of the gradients")
+            update = self.optimizer._begin_step()
+            max_norm = -1.0 if self.clip_grad_norm is None else self.clip_grad_norm
+            norm = update.apply(seg.data, seg.grad, max_norm)
             if not np.isfinite(norm):
-                raise self._diverged(value, norm)
-        self.optimizer.step()
+                self.optimizer._cancel_step()
+                raise self._diverged(loss_sum / total, norm)
+        else:
+            g = self.loss.backward() if n else None
+            if g is not None and scale != 1.0:
+                if self._gscaled is None or self._gscaled.shape != g.shape:
+                    self._gscaled = np.empty_like(g)
+                g = np.multiply(g, scale, out=self._gscaled)
+            self._backward_and_reduce(g)
+            if self.clip_grad_norm is not None:
+                norm = clip_grad_norm(self._params, self.clip_grad_norm)
+                if not np.isfinite(norm):
+                    raise self._diverged(loss_sum / total, norm)
+            self.optimizer.step()
         if self.scheduler is not None:
             self.scheduler.step()
-        self._last_output = out
+        return loss_sum / total
+
+    # --- hooks between the stages: one process here; fastnn.distributed
+    # overrides them with MPI collectives ------------------------------------------
+    _single_process = True  # the step may be one compiled call
+    _root = True            # this process reports progress and writes checkpoints
+
+    def _agree(self, error, stats, what):
+        """Sum ``stats`` over processes and raise ``error`` everywhere if any failed."""
+        if error is not None:
+            raise error
+
+    def _everywhere(self, exc):
+        """An exception every process raises at the same point."""
+        return exc
+
+    def _sum(self, value, what):
+        """A number summed over processes."""
         return value
+
+    def _allreduce(self, array, what):
+        """``array`` summed over processes, in place."""
+
+    def _any(self, flag, what):
+        """Whether ``flag`` is set on any process."""
+        return flag
+
+    def _shard(self, n):
+        """This process's rows [lo, hi) of n rows of a global batch or data set."""
+        return 0, n
+
+    def _empty_shard(self, x, y):
+        """Whether (x, y) is an empty share of a global batch (allowed in data
+        parallel training; an error for one process)."""
+        return False
+
+    def _backward_and_reduce(self, grad):
+        """Backward from the output gradient (None: no rows here), then the
+        parameter gradients summed over processes."""
+        self.model._backward(grad, False, False)
+
+    def _agree_fit(self, error, args, shuffle, seed):
+        """fit's checks (``args``: _fit_args' result), data and shuffling seed agreed
+        by every process; returns the seed."""
+        if error is not None:
+            raise error
+        return seed
+
+    def _end_epoch(self):
+        """After each epoch (data parallel: the replicas' weights are compared)."""
+
+    def _guard(self, exc, where):
+        """An exception past the point where processes agree (data parallel: abort)."""
+        raise exc
 
     def _fit_args(self, X, y, epochs, batch_size, validation_data, validation_split, sample_weight):
         """fit's checks, all before any update: (X, y, validation_data,
@@ -188,39 +290,43 @@ class Trainer:
         stand_in = np.broadcast_to(np.zeros((), self.model.dtype), (len(X),) + out_shape)
         return self.loss._check_target(stand_in, y_arr)
 
-    def _reduce_gradients(self, loss, batch_size):
-        """Hook between backward and update: data-parallel trainers average the
-        flat gradient buffer (and the loss) across processes here."""
-        return loss
-
     # --- metrics -------------------------------------------------------------
     def _correct(self, out, y):
         """(correct, counted) predictions in a batch, or None for regression."""
         return self.loss.correct(out, y)
 
     def evaluate(self, X, y, batch_size=1024, sample_weight=None):
-        """Mean loss (and accuracy for classification) in eval mode."""
-        batch_size = V.positive_int(batch_size, "batch_size")
-        X, y = self._check_xy(X, y)
-        y = np.asarray(V.from_pandas(y, "y"))
-        w = None if sample_weight is None else check_sample_weight(sample_weight, len(X), X.dtype)
-        was_training = self.model.training
-        self.model.eval()
-        total, hits, n = 0.0, [0, 0], len(X)
+        """Mean loss (and accuracy for classification) in eval mode; data
+        parallel, each process scores its share of the rows."""
+        error, total, hits, n = None, 0.0, [0, 0], 0
         try:
-            for i in range(0, n, batch_size):
-                out = self.model._forward(X[i:i + batch_size])
-                wb = None if w is None else w[i:i + batch_size]
-                if not _ops.all_finite(out.reshape(-1)):  # diverged weights: say so with nan
-                    total = float("nan")
-                else:
-                    total += self.loss(out, y[i:i + batch_size], wb) * len(out)
-                hits = _add_hits(hits, self._correct(out, y[i:i + batch_size]))
-        finally:
-            self.model.train(was_training)
-        result = {"loss": total / n}
-        if hits is not None:
-            result["accuracy"] = hits[0] / hits[1]
+            batch_size = V.positive_int(batch_size, "batch_size")
+            X, y = self._check_xy(X, y)
+            y = np.asarray(V.from_pandas(y, "y"))
+            w = None if sample_weight is None else check_sample_weight(sample_weight, len(X),
+                                                                       X.dtype)
+            lo, hi = self._shard(len(X))
+            was_training = self.model.training
+            self.model.eval()
+            try:
+                for i in range(lo, hi, batch_size):
+                    j = min(i + batch_size, hi)
+                    out = self.model._forward(X[i:j])
+                    if not _ops.all_finite(out.reshape(-1)):  # diverged weights: say so with nan
+                        total = float("nan")
+                    else:
+                        total += self.loss(out, y[i:j], None if w is None else w[i:j]) * len(out)
+                    hits = _add_hits(hits, self._correct(out, y[i:j]))
+            finally:
+                self.model.train(was_training)
+            n = hi - lo
+        except Exception as exc:  # noqa: BLE001 - raised on every process by _agree
+            error = exc
+        stats = np.array([total, *(hits or (0, 0)), n, 0.0])
+        self._agree(error, stats, "Allreduce of the evaluation metrics")
+        result = {"loss": stats[0] / stats[3]}
+        if self.loss.classification:
+            result["accuracy"] = stats[1] / stats[2]
         return result
 
     # --- the loop --------------------------------------------------------------
@@ -234,67 +340,94 @@ class Trainer:
         on a terminal and 2 otherwise. ``progress=False`` silences it too.
         If a step diverges (non-finite loss or gradient norm), fit stops with a
         DivergenceWarning naming the epoch and step; the weights are those
-        before that step and the History keeps the epochs that ran."""
-        X, y, validation_data, sample_weight, epochs, batch_size = self._fit_args(
-            X, y, epochs, batch_size, validation_data, validation_split, sample_weight)
-        report = EpochReporter(verbose if progress else 0, epochs,
-                               (len(X) + batch_size - 1) // batch_size)
-        rng = np.random.default_rng(seed) if seed is not None else _random.generator()
+        before that step and the History keeps the epochs that ran.
+        Data parallel (``DistributedTrainer``): every process passes the same
+        data, ``batch_size`` is the global batch and each process trains on its
+        slice of every batch; only the root process reports and checkpoints."""
+        error, args = None, None
+        try:
+            args = self._fit_args(X, y, epochs, batch_size, validation_data, validation_split,
+                                  sample_weight)
+        except Exception as exc:  # noqa: BLE001 - raised on every process by _agree_fit
+            error = exc
+        seed = self._agree_fit(error, args, shuffle, seed)
+        X, y, validation_data, sample_weight, epochs, batch_size = args
+        try:
+            return self._fit_loop(X, y, validation_data, sample_weight, epochs, batch_size,
+                                  shuffle, seed, callbacks, verbose if progress else 0)
+        except Exception as exc:  # noqa: BLE001
+            self._guard(exc, "fit")
 
+    def _fit_loop(self, X, y, validation_data, sample_weight, epochs, batch_size, shuffle, seed,
+                  callbacks, verbose):
+        n = len(X)
+        n_batches = (n + batch_size - 1) // batch_size
+        report = EpochReporter(verbose if self._root else 0, epochs, n_batches)
+        rng = np.random.default_rng(seed) if seed is not None else _random.generator()
         history = History()
+        if not self._root:  # checkpoints are written by the root process only
+            callbacks = [cb for cb in callbacks if not isinstance(cb, ModelCheckpoint)
+                         and not getattr(cb, "rank_zero_only", False)]
         cbs = CallbackList([*callbacks, history])  # History last, as in Keras: it sees what callbacks add to logs
         self.stop_training = False
         cbs.on_train_begin(self)
-        n = len(X)
-        n_batches = (n + batch_size - 1) // batch_size
-        xb_full = np.empty((batch_size,) + X.shape[1:], X.dtype)
-        yb_full = np.empty((batch_size,) + y.shape[1:], y.dtype)
+        share = self._shard(batch_size)
+        xb_full = np.empty((share[1] - share[0],) + X.shape[1:], X.dtype)
+        yb_full = np.empty((share[1] - share[0],) + y.shape[1:], y.dtype)
+        classify = self.loss.classification
         logs = {}
         for epoch in range(epochs):
             cbs.on_epoch_begin(epoch, logs)
             order = rng.permutation(n) if shuffle else np.arange(n)
-            total, hits, seen, diverged = 0.0, [0, 0], 0, None
+            total, hits, diverged = 0.0, [0, 0], None
             report.begin_epoch(epoch)
             for b in range(n_batches):
                 idx = order[b * batch_size:(b + 1) * batch_size]
-                xb, yb = xb_full[:len(idx)], yb_full[:len(idx)]
-                np.take(X, idx, axis=0, out=xb)
-                np.take(y, idx, axis=0, out=yb)
+                lo, hi = self._shard(len(idx))
+                mine = idx[lo:hi]
+                xb, yb = xb_full[:len(mine)], yb_full[:len(mine)]
+                np.take(X, mine, axis=0, out=xb)
+                np.take(y, mine, axis=0, out=yb)
                 try:
-                    value = self.step(xb, yb, None if sample_weight is None else sample_weight[idx])
-                except DivergenceError as exc:
+                    value = self.step(xb, yb, None if sample_weight is None else sample_weight[mine])
+                except DivergenceError as exc:  # raised by every process at the same step
                     diverged = exc
                     break
                 total += value * len(idx)
-                seen += len(idx)
-                hits = _add_hits(hits, self._correct(self._last_output, yb))
+                if len(mine) and classify:
+                    hits = _add_hits(hits, self._correct(self._last_output, yb))
                 cbs.on_batch_end(b, {"loss": value, "size": len(idx)})
                 report.batch(value)
             if diverged is not None:
                 # the epoch's record says what happened: the loss went non-finite
                 logs = {"loss": float("nan")}
-                if hits is not None:
-                    logs["accuracy"] = hits[0] / hits[1] if hits[1] else float("nan")
+                if classify:
+                    logs["accuracy"] = float("nan")
                 if validation_data is not None:
                     logs.update({f"val_{k}": float("nan") for k in list(logs)})
                 where = f"epoch {epoch + 1}, step {b + 1} of {n_batches}"
                 report.end_epoch(epoch, logs, note=f"diverged at {where}")
                 history.on_epoch_end(epoch, logs)
                 self.stop_training = True
-                import warnings
-                warnings.warn(str(diverged).replace("training diverged:", f"training diverged "
-                                                    f"at {where}:", 1)
-                              + " fit stopped; its History keeps the epochs that ran.",
-                              DivergenceWarning, stacklevel=2)
+                if self._root:
+                    warnings.warn(str(diverged).replace("training diverged:",
+                                                        f"training diverged at {where}:", 1)
+                                  + " fit stopped; its History keeps the epochs that ran.",
+                                  DivergenceWarning, stacklevel=3)
                 break
             logs = {"loss": total / n}
-            if hits is not None:
-                logs["accuracy"] = hits[0] / hits[1]
+            if classify:
+                counts = np.array(hits, dtype=np.float64)
+                self._allreduce(counts, "Allreduce of the epoch's accuracy")
+                logs["accuracy"] = counts[0] / counts[1]
             if validation_data is not None:
                 val = self.evaluate(*validation_data)
                 logs.update({f"val_{k}": v for k, v in val.items()})
             report.end_epoch(epoch, logs)
             cbs.on_epoch_end(epoch, logs)
+            # every process stops when any one's callbacks asked to, so all leave together
+            self.stop_training = self._any(self.stop_training, "Allreduce of stop_training")
+            self._end_epoch()
             if self.stop_training:
                 break
         cbs.on_train_end(logs)

@@ -146,7 +146,7 @@ def test_fused_embedding_step_equals_checked_step(dtype):
         rng = np.random.default_rng(1)
         x, y = rng.integers(0, 50, (64, 4)), rng.integers(0, 50, 64)
         assert trainer._fused(x, y) is not None
-        losses = [trainer.step(x, y) if fused else trainer._checked_step(x, y) for _ in range(10)]
+        losses = [trainer.step(x, y) if fused else trainer._pipeline_step(x, y, None, None) for _ in range(10)]
         return np.array(losses), model._flat.data.copy()
 
     (la, wa), (lb, wb) = run(True), run(False)
