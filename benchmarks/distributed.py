@@ -74,7 +74,7 @@ def worker(args):
         return
     from mpi4py import MPI
 
-    from fastnn.distributed import DistributedTrainer, _split
+    from fastnn.distributed.trainer import DistributedTrainer, _split
     comm = MPI.COMM_WORLD
     if args.mpi == "allreduce":  # the transport alone, on a buffer the size of the gradient
         buf = np.ones(model._flat.grad.size, np.float32)

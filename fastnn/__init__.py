@@ -4,21 +4,19 @@ __version__ = "0.1.0"
 
 from ._threading import get_num_threads, set_num_threads
 from ._random import seed
-from .parameter import Parameter
-from .module import Module, Sequential
-from .layers import Dropout, Embedding, Flatten, LayerNorm, Linear
-from .activations import GELU, LeakyReLU, ReLU, Sigmoid, Softmax, Tanh
-from .losses import BCELoss, BCEWithLogitsLoss, CrossEntropyLoss, MSELoss
-from .optim import SGD, Adagrad, Adam, AdamW, NAdam, Optimizer, RMSprop, clip_grad_norm
-from .schedulers import CosineAnnealingLR, LinearLR, LinearWarmup, LRScheduler, StepLR
-from .callbacks import Callback, EarlyStopping, History, ModelCheckpoint
-from .trainer import DivergenceError, DivergenceWarning, Trainer
+from .nn import (GELU, BCELoss, BCEWithLogitsLoss, CrossEntropyLoss, Dropout, Embedding, Flatten,
+                 LayerNorm, LeakyReLU, Linear, Module, MSELoss, Parameter, ReLU, Sequential,
+                 Sigmoid, Softmax, Tanh)
+from .optim import (SGD, Adagrad, Adam, AdamW, CosineAnnealingLR, LinearLR, LinearWarmup,
+                    LRScheduler, NAdam, Optimizer, RMSprop, StepLR, clip_grad_norm)
+from .train import (Callback, DivergenceError, DivergenceWarning, EarlyStopping, History,
+                    ModelCheckpoint, Trainer, load, save)
 from .distributed import DistributedTrainer  # mpi4py is imported only when one is built
-from .perceptron import ConvergenceWarning, Perceptron
-from .io import load, save
+from .apps.perceptron import ConvergenceWarning, Perceptron
+from .apps import text
+from .apps.text import perplexity
 from .onnx_export import export_onnx  # onnx itself is imported on the first export
-from .text import perplexity
-from . import datasets, text
+from . import datasets
 from ._info import info
 
 __all__ = [

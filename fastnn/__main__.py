@@ -13,7 +13,7 @@ def main(argv=None):
     from fastnn import bench
     bench.add_arguments(sub.add_parser(
         "bench", help="training/inference throughput: fastnn vs NumPy vs PyTorch"))
-    from fastnn import lm
+    from fastnn.apps import lm
     lm.add_arguments(sub.add_parser(
         "lm", help="train a next-character language model and sample from it",
         description="Train a fixed-context next-token model (embeddings of the previous "
@@ -27,7 +27,7 @@ def main(argv=None):
         import fastnn
         fastnn.info()
     elif args.command == "demo":
-        from fastnn.demo import main as demo_main
+        from fastnn.apps.demo import main as demo_main
         return demo_main(args)
     return 0
 

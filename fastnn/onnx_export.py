@@ -26,9 +26,10 @@ import numpy as np
 
 from . import __version__
 from ._atomic import atomic_write
-from .activations import GELU, LeakyReLU, ReLU, Sigmoid, Softmax, Tanh
-from .layers import Dropout, Embedding, Flatten, LayerNorm, Linear
-from .module import Module, Sequential
+from .nn.activations import GELU, LeakyReLU, ReLU, Sigmoid, Softmax, Tanh
+from .nn.layers import Dropout, Embedding, Flatten, LayerNorm, Linear
+from .nn.module import Module
+from .nn.sequential import Sequential
 
 DEFAULT_OPSET = 17  # the first with LayerNormalization; any onnxruntime the extra allows runs it
 MIN_OPSET = 13      # from 13 on, Softmax(axis=-1) normalizes the last axis alone

@@ -74,12 +74,12 @@ import numpy as np
 
 from . import _random
 from ._threading import get_num_threads, set_num_threads
-from .activations import ReLU, Sigmoid, Tanh
-from .layers import Dropout, Linear
-from .losses import BCEWithLogitsLoss, CrossEntropyLoss, MSELoss
-from .module import Sequential
-from .optim import SGD, Adam
-from .trainer import Trainer
+from .nn.activations import ReLU, Sigmoid, Tanh
+from .nn.layers import Dropout, Linear
+from .nn.losses import BCEWithLogitsLoss, CrossEntropyLoss, MSELoss
+from .nn.sequential import Sequential
+from .optim.optimizers import SGD, Adam
+from .train.trainer import Trainer
 
 __all__ = ["MLPClassifier", "MLPRegressor"]
 

@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 
 import fastnn
-from fastnn import progress
-from fastnn.callbacks import Callback, CallbackList, EarlyStopping, History, ModelCheckpoint
+from fastnn.train import progress
+from fastnn.train.callbacks import Callback, CallbackList, EarlyStopping, History, ModelCheckpoint
 
 
 class FakeModel:
@@ -192,11 +192,11 @@ def test_history_plot(tmp_path, monkeypatch):
 @pytest.fixture
 def saves(monkeypatch):
     calls = []
-    fake = types.ModuleType("fastnn.io")
+    fake = types.ModuleType("fastnn.train.checkpoint")
     fake.save = lambda path, model, optimizer=None, scheduler=None: calls.append(
         (path, model, optimizer, scheduler))
-    monkeypatch.setitem(sys.modules, "fastnn.io", fake)
-    monkeypatch.setattr(fastnn, "io", fake, raising=False)
+    import fastnn.train
+    monkeypatch.setattr(fastnn.train, "checkpoint", fake)
     return calls
 
 

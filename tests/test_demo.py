@@ -36,18 +36,16 @@ def test_demo_rejects_bad_epochs():
     assert proc.returncode != 0 and "--epochs" in proc.stderr
 
 
-def test_demo_main_dispatches_distributed_lazily(monkeypatch):
-    from fastnn import demo
+def test_demo_main_dispatches_distributed(monkeypatch):
+    from fastnn.apps import demo
     calls = []
-    fake = types.ModuleType("fastnn.distributed")
-    fake.run_demo = lambda args: calls.append(args) or 0
-    monkeypatch.setitem(sys.modules, "fastnn.distributed", fake)
+    monkeypatch.setattr(demo, "run_distributed", lambda args: calls.append(args) or 0)
     args = types.SimpleNamespace(epochs=None, distributed=True)
     assert demo.main(args) == 0 and calls == [args]
 
 
 def test_train_function_in_process():
-    from fastnn import demo
+    from fastnn.apps import demo
     _, _, history, results = demo.train(epochs=2, progress=False, verbose=False)
     assert len(history.history["loss"]) == 2 and "val_accuracy" in history.history
     assert 0.5 < results["test_accuracy"] <= 1.0 and results["train_samples_per_s"] > 0

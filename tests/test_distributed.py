@@ -74,7 +74,7 @@ def _ok(scenario, *args, **kw):
 def test_import_fastnn_does_not_need_mpi():
     code = ("import sys, fastnn, fastnn.distributed as d; "
             "assert 'mpi4py' not in sys.modules, 'mpi4py imported eagerly'; "
-            "assert callable(d.DistributedTrainer) and callable(d.run_demo)")
+            "assert callable(d.DistributedTrainer) and callable(d.mpirun_command)")
     subprocess.run([sys.executable, "-c", code], check=True, timeout=60,
                    cwd=tempfile.gettempdir())
 
@@ -145,8 +145,8 @@ def test_stuck_rank_is_detected_by_the_timeout():
 
 
 def test_demo_distributed():
-    if importlib.util.find_spec("fastnn.demo") is None:
-        pytest.skip("fastnn.demo is not there yet")
+    if importlib.util.find_spec("fastnn.apps.demo") is None:
+        pytest.skip("fastnn.apps.demo is not there yet")
     rc, out, err, _, _ = run_mpi("demo", "--distributed", "--epochs", "3", module="fastnn",
                                  timeout=90)
     assert rc == 0, f"stdout:\n{out}\nstderr:\n{err}"
@@ -177,7 +177,7 @@ def _identical_across_ranks(comm, array):
 
 def _equivalence(comm):
     import fastnn as fn
-    from fastnn.distributed import DistributedTrainer, _split
+    from fastnn.distributed.trainer import DistributedTrainer, _split
 
     rank, size = comm.rank, comm.size
     configs = []
@@ -237,18 +237,18 @@ def _equivalence(comm):
 
 def _fit(comm):
     import fastnn as fn
-    import fastnn.io
+    import fastnn.train.checkpoint
     from fastnn.distributed import DistributedTrainer
 
     rank = comm.rank
     saves = []
-    real_save = fastnn.io.save
+    real_save = fastnn.train.checkpoint.save
 
     def counting_save(*args, **kwargs):
         saves.append(args[0])
         return real_save(*args, **kwargs)
 
-    fastnn.io.save = counting_save
+    fastnn.train.checkpoint.save = counting_save
     data = np.random.default_rng(3)
     X = data.standard_normal((93, 6))
     y = (X[:, 0] + X[:, 1] > 0).astype(np.int64) + (X[:, 2] > 1)

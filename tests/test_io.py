@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 import fastnn as fn
-from fastnn import io
+from fastnn.train import checkpoint as io
 
 
 def make(seed=0, dtype="float32", dropout=0.0):

@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 
 import fastnn as fn
-from fastnn import lm
-from fastnn import text as T
+from fastnn.apps import lm
+from fastnn.apps import text as T
 
 
 

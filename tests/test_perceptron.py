@@ -7,7 +7,7 @@ import pytest
 from hypothesis import given, settings, strategies as st
 
 import fastnn as fn
-from fastnn.perceptron import ConvergenceWarning
+from fastnn.apps.perceptron import ConvergenceWarning
 
 XOR_X = np.array([[0, 0], [0, 1], [1, 0], [1, 1]], dtype=float)
 XOR_Y = np.array([0, 1, 1, 0])

@@ -6,7 +6,7 @@ import warnings
 
 import pytest
 
-from fastnn.schedulers import CosineAnnealingLR, LinearLR, LinearWarmup, StepLR
+from fastnn.optim.schedulers import CosineAnnealingLR, LinearLR, LinearWarmup, StepLR
 
 
 class FakeOpt:

@@ -6,7 +6,7 @@ import re
 import numpy as np
 import pytest
 
-from fastnn.text import (
+from fastnn.apps.text import (
     CharTokenizer,
     WordTokenizer,
     generate,

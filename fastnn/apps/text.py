@@ -22,7 +22,7 @@ from typing import Callable, Iterable
 
 import numpy as np
 
-from ._atomic import atomic_write
+from .._atomic import atomic_write
 from numpy.lib.stride_tricks import sliding_window_view
 
 __all__ = [

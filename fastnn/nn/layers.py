@@ -3,9 +3,9 @@ import math
 
 import numpy as np
 
-from . import _memory, _random
-from . import _validation as V
-from ._kernels import _ops
+from .. import _memory, _random
+from .. import _validation as V
+from .._kernels import _ops
 from .module import Module
 from .parameter import Parameter
 

@@ -91,7 +91,7 @@ class FlatBuffer:
     def __init__(self, params, dtype):
         sizes = [p.size for p in params]
         total = int(sum(sizes))
-        from . import _memory
+        from .. import _memory
         _memory.check(2 * total * np.dtype(dtype).itemsize - sum(p.data.nbytes for p in params),
                       f"a model of {total} parameters ({np.dtype(dtype)}, weights and gradients)")
         self.data = np.empty(total, dtype=dtype)

@@ -288,7 +288,7 @@ class EarlyStopping(Callback):
 
 
 class ModelCheckpoint(Callback):
-    """Save model and optimizer with ``fastnn.io.save`` after each epoch, or only
+    """Save model and optimizer with ``fastnn.save`` after each epoch, or only
     when ``monitor`` improves (``save_best_only``).
 
     ``filepath`` may contain ``{epoch}`` (1-based, like Keras) and any log key,
@@ -322,7 +322,7 @@ class ModelCheckpoint(Callback):
                              f"{sorted(fields)})") from None
 
     def _save(self, path):
-        from . import io
+        from . import checkpoint
         if self.trainer is None:
             raise RuntimeError("ModelCheckpoint has no trainer: call set_trainer(trainer) "
                                "before training")
@@ -333,7 +333,7 @@ class ModelCheckpoint(Callback):
         scheduler = getattr(self.trainer, "scheduler", None)
         if scheduler is not None:
             kwargs["scheduler"] = scheduler
-        io.save(path, self.trainer.model, getattr(self.trainer, "optimizer", None), **kwargs)
+        checkpoint.save(path, self.trainer.model, getattr(self.trainer, "optimizer", None), **kwargs)
         self.last_path = path
 
     def on_train_begin(self, trainer=None):

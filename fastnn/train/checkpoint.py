@@ -24,13 +24,14 @@ import os
 
 import numpy as np
 
-from . import _random
-from ._atomic import atomic_write
-from .activations import GELU, LeakyReLU, ReLU, Sigmoid, Softmax, Tanh
-from .layers import Dropout, Embedding, Flatten, LayerNorm, Linear
-from .module import Module, Sequential
-from .optim import Optimizer
-from .schedulers import LRScheduler
+from .. import _random
+from .._atomic import atomic_write
+from ..nn.activations import GELU, LeakyReLU, ReLU, Sigmoid, Softmax, Tanh
+from ..nn.layers import Dropout, Embedding, Flatten, LayerNorm, Linear
+from ..nn.module import Module
+from ..nn.sequential import Sequential
+from ..optim.optimizers import Optimizer
+from ..optim.schedulers import LRScheduler
 
 __all__ = ["save", "load", "FORMAT_VERSION"]
 
@@ -207,7 +208,7 @@ def _checkpoint_arrays(model, optimizer, scheduler):
 
 
 def _library_version():
-    from . import __version__
+    from .. import __version__
     return __version__
 
 

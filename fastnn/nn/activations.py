@@ -1,9 +1,7 @@
 """Activation modules. The elementwise ones fuse into a preceding Linear inside
 Sequential; standalone they run their own kernel."""
-import numpy as np
-
-from . import _validation as V
-from ._kernels import _ops
+from .. import _validation as V
+from .._kernels import _ops
 from .module import Module
 
 

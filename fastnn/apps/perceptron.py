@@ -12,7 +12,7 @@ import warnings
 
 import numpy as np
 
-from . import _random
+from .. import _random
 
 __all__ = ["Perceptron", "ConvergenceWarning"]
 

@@ -3,8 +3,8 @@ of the mean with respect to the output in the same pass; ``backward()`` returns
 that gradient for ``model.backward``."""
 import numpy as np
 
-from . import _validation as V
-from ._kernels import _ops
+from .. import _validation as V
+from .._kernels import _ops
 
 
 def check_sample_weight(sample_weight, n, dtype):

@@ -7,9 +7,9 @@ import numbers
 
 import numpy as np
 
-from . import _validation as V
-from ._kernels import _ops
-from .parameter import Parameter, flat_span
+from .. import _validation as V
+from .._kernels import _ops
+from ..nn.parameter import Parameter, flat_span
 
 
 class _Segment:

