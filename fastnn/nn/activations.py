@@ -12,6 +12,9 @@ class Elementwise(Module):
     slope = 0.0
     needs_input = False  # GELU's derivative needs x; the others use the output
 
+    def config(self):
+        return {}
+
     def _forward(self, x):
         y = self._buffer("y", x.shape)
         _ops.act_forward(self.code, self.slope, x.reshape(-1), y.reshape(-1))
@@ -38,6 +41,9 @@ class LeakyReLU(Elementwise):
             raise TypeError(f"LeakyReLU: negative_slope must be a number, got {negative_slope!r}")
         self.slope = float(negative_slope)
 
+    def config(self):
+        return {"negative_slope": self.slope}
+
     def extra_repr(self):
         return f"negative_slope={self.slope}"
 
@@ -60,6 +66,9 @@ class GELU(Elementwise):
         self.approximate = approximate
         self.code = _ops.ACT_GELU if approximate == "none" else _ops.ACT_GELU_TANH
 
+    def config(self):
+        return {"approximate": self.approximate}
+
     def extra_repr(self):
         return f"approximate={self.approximate!r}"
 
@@ -72,6 +81,9 @@ class Softmax(Module):
         if dim not in (-1, 1):
             raise ValueError(f"Softmax: only dim=-1 (features) is supported, got {dim}")
         self.dim = dim
+
+    def config(self):
+        return {"dim": self.dim}
 
     def _check_input(self, x):
         return V.as_float_array(x, "x", self._dtype, ndim=2)

@@ -73,6 +73,10 @@ class Linear(Module):
                              gx, self.weight.grad, None if b is None else b.grad, accumulate)
         return gx
 
+    def config(self):
+        return {"in_features": self.in_features, "out_features": self.out_features,
+                "bias": self.bias is not None}
+
     def extra_repr(self):
         return (f"in_features={self.in_features}, out_features={self.out_features}, "
                 f"bias={self.bias is not None}")
@@ -107,6 +111,9 @@ class Dropout(Module):
         gx = self._buffer("gx", grad.shape)
         _ops.mul(grad.reshape(-1), self._mask.reshape(-1), gx.reshape(-1))
         return gx
+
+    def config(self):
+        return {"p": self.p}
 
     def extra_repr(self):
         return f"p={self.p}"
@@ -159,6 +166,10 @@ class LayerNorm(Module):
                                 gx.reshape(n, -1), w and w.grad, b and b.grad, accumulate)
         return gx
 
+    def config(self):
+        return {"normalized_shape": self.normalized_shape, "eps": self.eps,
+                "elementwise_affine": self.elementwise_affine}
+
     def extra_repr(self):
         return f"{self.normalized_shape}, eps={self.eps}, elementwise_affine={self.elementwise_affine}"
 
@@ -198,12 +209,18 @@ class Embedding(Module):
                                 accumulate)
         return None
 
+    def config(self):
+        return {"num_embeddings": self.num_embeddings, "embedding_dim": self.embedding_dim}
+
     def extra_repr(self):
         return f"{self.num_embeddings}, {self.embedding_dim}"
 
 
 class Flatten(Module):
     """(batch, d1, d2, ...) -> (batch, d1*d2*...)."""
+
+    def config(self):
+        return {}
 
     def _forward(self, x):
         self._shape = x.shape

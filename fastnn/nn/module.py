@@ -20,6 +20,18 @@ class Module:
 
     # Per-call references to workspaces, dropped when pickling (caches, not state).
     _transient = ("_x", "_z", "_out", "_mask", "_idx", "_mean", "_rstd", "_shape")
+    # fastnn's own layers by class name: what a checkpoint can rebuild from config()
+    builtin_layers = {}
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        if cls.__module__.startswith("fastnn.") and cls.config is not Module.config:
+            Module.builtin_layers[cls.__name__] = cls
+
+    def config(self):
+        """The constructor arguments (dtype aside) that rebuild this layer, JSON-safe;
+        None for a module a checkpoint cannot rebuild (a user's own)."""
+        return None
 
     def __init__(self):
         self.training = True

@@ -19,6 +19,7 @@ over the target, so a crash leaves either the old file or the new one.
 shapes, dtypes, finiteness) before it writes anything; a file it rejects leaves
 model, optimizer and scheduler exactly as they were.
 """
+import inspect
 import json
 import os
 
@@ -26,8 +27,7 @@ import numpy as np
 
 from .. import _random
 from .._atomic import atomic_write
-from ..nn.activations import GELU, LeakyReLU, ReLU, Sigmoid, Softmax, Tanh
-from ..nn.layers import Dropout, Embedding, Flatten, LayerNorm, Linear
+from .. import nn  # noqa: F401 - registers the built-in layers a checkpoint rebuilds
 from ..nn.module import Module
 from ..nn.sequential import Sequential
 from ..optim.optimizers import Optimizer
@@ -41,34 +41,10 @@ _MAGIC = "fastnn-checkpoint"
 
 # --------------------------------------------------------------------------- architecture
 
-def _layer_fields(m):
-    """Constructor arguments of a built-in layer (None for anything else)."""
-    t = type(m)
-    if t is Linear:
-        return {"in_features": m.in_features, "out_features": m.out_features,
-                "bias": m.bias is not None}
-    if t is LeakyReLU:
-        return {"negative_slope": m.slope}
-    if t is GELU:
-        return {"approximate": m.approximate}
-    if t is Softmax:
-        return {"dim": m.dim}
-    if t is Dropout:
-        return {"p": m.p}
-    if t is LayerNorm:
-        return {"normalized_shape": m.normalized_shape, "eps": m.eps,
-                "elementwise_affine": m.elementwise_affine}
-    if t is Embedding:
-        return {"num_embeddings": m.num_embeddings, "embedding_dim": m.embedding_dim}
-    if t in (ReLU, Sigmoid, Tanh, Flatten):
-        return {}
-    return None
-
-
 def _describe(m):
     if type(m) is Sequential:
         return {"type": "Sequential", "layers": [_describe(c) for c in m._modules.values()]}
-    fields = _layer_fields(m)
+    fields = m.config() if Module.builtin_layers.get(type(m).__name__) is type(m) else None
     if fields is None:  # a user-defined module: recorded, compared, but not rebuildable
         return {"type": f"{type(m).__module__}.{type(m).__qualname__}", "custom": True}
     return {"type": type(m).__name__, **fields}
@@ -77,22 +53,6 @@ def _describe(m):
 def describe(model):
     """The architecture description stored in a checkpoint (JSON-safe)."""
     return {"dtype": str(np.dtype(model.dtype)), "model": _describe(model)}
-
-
-_BUILDERS = {
-    "Linear": lambda d, dt: Linear(d["in_features"], d["out_features"], bias=d["bias"], dtype=dt),
-    "ReLU": lambda d, dt: ReLU(),
-    "Sigmoid": lambda d, dt: Sigmoid(),
-    "Tanh": lambda d, dt: Tanh(),
-    "Flatten": lambda d, dt: Flatten(),
-    "LeakyReLU": lambda d, dt: LeakyReLU(d["negative_slope"]),
-    "GELU": lambda d, dt: GELU(d["approximate"]),
-    "Softmax": lambda d, dt: Softmax(d["dim"]),
-    "Dropout": lambda d, dt: Dropout(d["p"]),
-    "LayerNorm": lambda d, dt: LayerNorm(d["normalized_shape"], eps=d["eps"],
-                                         elementwise_affine=d["elementwise_affine"], dtype=dt),
-    "Embedding": lambda d, dt: Embedding(d["num_embeddings"], d["embedding_dim"], dtype=dt),
-}
 
 
 def _build(d, dtype):
@@ -107,13 +67,16 @@ def _build(d, dtype):
     if d.get("custom"):
         raise ValueError(f"the model contains a custom module {kind!r}, which cannot be rebuilt "
                          "from the file: construct the model and pass it as load(path, model)")
-    builder = _BUILDERS.get(kind)
-    if builder is None:
+    cls = Module.builtin_layers.get(kind)
+    if cls is None:
         raise ValueError(f"unknown layer type {kind!r}")
+    kwargs = {k: v for k, v in d.items() if k != "type"}
+    if "dtype" in inspect.signature(cls.__init__).parameters:
+        kwargs["dtype"] = dtype
     try:
-        return builder(d, dtype)
-    except KeyError as exc:
-        raise ValueError(f"layer description {d!r} lacks {exc.args[0]!r}") from None
+        return cls(**kwargs)
+    except TypeError as exc:
+        raise ValueError(f"layer description {d!r} does not fit {kind}: {exc}") from None
 
 
 def _fmt_layer(d):
