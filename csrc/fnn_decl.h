@@ -87,3 +87,7 @@ double FNN_S(fnn_dense_forward_backward)(int n, int nl, const fnn_dense *L, cons
                                          const fnn_embed *emb, const int64_t *ids, int loss,
                                          const int64_t *labels, const FNN_T *target,
                                          FNN_T smoothing, double grad_scale);
+
+#include "fnn_seq_decl.h"
+#include "fnn_rnn_decl.h"
+#include "fnn_attn_decl.h"

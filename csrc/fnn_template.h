@@ -864,5 +864,10 @@ double S(fnn_dense_step)(int n, int nl, const fnn_dense *L, const T *X, const fn
     return value;
 }
 
+/* ------------------------------------------------ sequence architectures */
+#include "fnn_seq.h"
+#include "fnn_rnn.h"
+#include "fnn_attn.h"
+
 #undef T
 #undef S

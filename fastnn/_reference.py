@@ -310,3 +310,12 @@ def embedding_backward(idx, gout, gweight, accumulate=False):
     if not accumulate:
         gweight[...] = 0
     np.add.at(gweight, idx, gout)
+
+
+# --- sequence layers (EmbeddingBag, Conv1d, sequence losses) ----------------------
+
+
+# --- recurrent layers (GRU, LSTM) ---------------------------------------------------
+
+
+# --- attention (MultiheadAttention, transformer block) ----------------------------

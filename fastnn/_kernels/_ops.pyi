@@ -106,3 +106,11 @@ class DenseProgram:
              update: Update, p: Float, g: Float) -> tuple[float, float]: ...
     def forward_backward(self, x: NDArray, y: NDArray, loss: int, smoothing: float,
                          grad_scale: float) -> float: ...
+
+# --- sequence layers (EmbeddingBag, Conv1d, sequence losses) ---------------
+
+
+# --- recurrent layers (GRU, LSTM) --------------------------------------------
+
+
+# --- attention (MultiheadAttention, transformer block) ---------------------

@@ -14,6 +14,9 @@ cimport numpy as cnp
 import numpy as np
 cimport scipy.linalg.cython_blas as blas
 from fastnn._kernels._fnn cimport *
+from fastnn._kernels._fnn_seq cimport *
+from fastnn._kernels._fnn_rnn cimport *
+from fastnn._kernels._fnn_attn cimport *
 
 cnp.import_array()
 
@@ -783,3 +786,9 @@ cdef class DenseProgram:
                                                        <double *>px, emb, ids, loss, labels,
                                                        <double *>py, smoothing, grad_scale)
         return value
+
+
+# ------------------------------------------------- sequence architectures
+include "_seq.pxi"
+include "_rnn.pxi"
+include "_attn.pxi"

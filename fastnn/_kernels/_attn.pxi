@@ -1,0 +1,1 @@
+# Typed entry points for attention: MultiheadAttention and the transformer block, included into _ops.pyx (one compiled module).
