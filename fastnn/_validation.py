@@ -1,5 +1,6 @@
 """Checks on user input, with messages that name the argument, the expected
 and the actual value. Kept out of the kernels: they trust what they are given."""
+import math
 import numbers
 import sys
 
@@ -101,13 +102,48 @@ def check_batch(x, name):
         raise ValueError(f"{name} is an empty batch (shape {x.shape})")
 
 
-def positive_int(value, name):
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value <= 0:
-        raise ValueError(f"{name} must be a positive int, got {value!r}")
+# --- scalars: one vocabulary for every argument check in fastnn. A bool is never
+# a number here (True as a count or a rate is a bug, not a 1); the type is a
+# TypeError, the value a ValueError, and the message names the argument.
+
+def integer(value, name, minimum=None):
+    """``value`` as an int, at least ``minimum``."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise TypeError(f"{name} must be an int{_bound(minimum, None, False, False)}, got "
+                        f"{value!r} ({type(value).__name__})")
+    if minimum is not None and value < minimum:
+        raise ValueError(f"{name} must be an int{_bound(minimum, None, False, False)}, "
+                         f"got {value!r}")
     return int(value)
 
 
+def real(value, name, low=None, high=None, low_open=False, high_open=False):
+    """``value`` as a finite float in the interval from low to high (either
+    bound may be open or absent)."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{name} must be a real number{_bound(low, high, low_open, high_open)}, "
+                        f"got {value!r} ({type(value).__name__})")
+    v = float(value)
+    if (not math.isfinite(v) or (low is not None and (v <= low if low_open else v < low))
+            or (high is not None and (v >= high if high_open else v > high))):
+        raise ValueError(f"{name} must be a finite number{_bound(low, high, low_open, high_open)}, "
+                         f"got {value!r}")
+    return v
+
+
+def _bound(low, high, low_open, high_open):
+    if low is not None and high is not None:
+        return f" in {'(' if low_open else '['}{low}, {high}{')' if high_open else ']'}"
+    if low is not None:
+        return f" {'>' if low_open else '>='} {low}"
+    if high is not None:
+        return f" {'<' if high_open else '<='} {high}"
+    return ""
+
+
+def positive_int(value, name):
+    return integer(value, name, 1)
+
+
 def non_negative(value, name):
-    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not value >= 0:
-        raise ValueError(f"{name} must be a non-negative number, got {value!r}")
-    return float(value)
+    return real(value, name, 0.0)

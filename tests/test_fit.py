@@ -285,16 +285,18 @@ def test_int32_labels_are_fine():
     assert len(h.history["loss"]) == 1
 
 
-@pytest.mark.parametrize("batch_size", [0, -1, 2.5, True])
-def test_bad_batch_size(batch_size):
+# a bad value is a ValueError, a value of the wrong type (2.5, True) a TypeError
+@pytest.mark.parametrize("batch_size, exc", [(0, ValueError), (-1, ValueError), (2.5, TypeError),
+                                             (True, TypeError)])
+def test_bad_batch_size(batch_size, exc):
     X, y = blobs(30)
-    _rejects(classifier(), ValueError, "batch_size", X, y, batch_size=batch_size)
+    _rejects(classifier(), exc, "batch_size", X, y, batch_size=batch_size)
 
 
-@pytest.mark.parametrize("epochs", [0, -3, 1.5])
-def test_bad_epochs(epochs):
+@pytest.mark.parametrize("epochs, exc", [(0, ValueError), (-3, ValueError), (1.5, TypeError)])
+def test_bad_epochs(epochs, exc):
     X, y = blobs(30)
-    _rejects(classifier(), ValueError, "epochs", X, y, epochs=epochs)
+    _rejects(classifier(), exc, "epochs", X, y, epochs=epochs)
 
 
 @pytest.mark.parametrize("bad", [np.nan, np.inf])

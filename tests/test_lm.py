@@ -111,12 +111,12 @@ def test_context_longer_than_text_is_rejected():
 
 
 @pytest.mark.parametrize("kw, match", [
-    ({"context": 0}, "context must be >= 1"),
-    ({"epochs": 0}, "epochs must be >= 1"),
-    ({"lr": -1.0}, "lr must be in"),
-    ({"val_fraction": 1.0}, "val_fraction must be in"),
+    ({"context": 0}, "context must be an int >= 1"),
+    ({"epochs": 0}, "epochs must be an int >= 1"),
+    ({"lr": -1.0}, "lr must be a finite number > 0"),
+    ({"val_fraction": 1.0}, r"val_fraction must be a finite number in \(0.0, 1.0\)"),
     ({"tokenizer": "bpe"}, "tokenizer must be"),
-    ({"dropout": 1.0}, "dropout must be in"),
+    ({"dropout": 1.0}, r"dropout must be a finite number in \[0.0, 1.0\)"),
 ])
 def test_bad_hyperparameters_are_rejected(kw, match):
     with pytest.raises(ValueError, match=match):

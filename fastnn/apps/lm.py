@@ -21,7 +21,6 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import numbers
 import os
 import sys
 import time
@@ -29,6 +28,7 @@ import time
 import numpy as np
 
 from .. import _random
+from .. import _validation as V
 from . import text as T
 from ..nn.activations import Tanh
 from ..train.callbacks import Callback
@@ -57,25 +57,6 @@ DEFAULT_SAVE = "lm_model.npz"
 # argument checks
 # --------------------------------------------------------------------------
 
-def _int_arg(name, value, minimum):
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
-        raise TypeError(f"{name} must be an int, got {value!r}")
-    if value < minimum:
-        raise ValueError(f"{name} must be >= {minimum}, got {value}")
-    return int(value)
-
-
-def _real_arg(name, value, low, high, low_open=True, high_open=True):
-    if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        raise TypeError(f"{name} must be a number, got {value!r}")
-    value = float(value)
-    ok = (value > low if low_open else value >= low) and (value < high if high_open else value <= high)
-    if not (ok and math.isfinite(value)):
-        lo, hi = "(" if low_open else "[", ")" if high_open else "]"
-        raise ValueError(f"{name} must be in {lo}{low}, {high}{hi}, got {value!r}")
-    return value
-
-
 # --------------------------------------------------------------------------
 # the model
 # --------------------------------------------------------------------------
@@ -85,11 +66,11 @@ def build_model(vocab_size, context, embed=24, hidden=256, dtype="float32", drop
 
     Input: int ids of shape (batch, context); output: logits (batch, vocab_size).
     """
-    vocab_size = _int_arg("vocab_size", vocab_size, 1)
-    context = _int_arg("context", context, 1)
-    embed = _int_arg("embed", embed, 1)
-    hidden = _int_arg("hidden", hidden, 1)
-    dropout = _real_arg("dropout", dropout, 0.0, 1.0, low_open=False)
+    vocab_size = V.integer(vocab_size, "vocab_size", 1)
+    context = V.integer(context, "context", 1)
+    embed = V.integer(embed, "embed", 1)
+    hidden = V.integer(hidden, "hidden", 1)
+    dropout = V.real(dropout, "dropout", 0.0, 1.0, high_open=True)
     layers = [Embedding(vocab_size, embed), Flatten(), Linear(context * embed, hidden), Tanh()]
     if dropout > 0:
         layers.append(Dropout(dropout))
@@ -187,22 +168,22 @@ def train_lm(text, tokenizer="char", context=DEFAULTS["context"], embed=DEFAULTS
     text = T._check_text(text)
     if not text:
         raise ValueError("text is empty")
-    context = _int_arg("context", context, 1)
-    epochs = _int_arg("epochs", epochs, 1)
-    batch_size = _int_arg("batch_size", batch_size, 1)
-    lr = _real_arg("lr", lr, 0.0, math.inf)
-    val_fraction = _real_arg("val_fraction", val_fraction, 0.0, 1.0)
-    seed = _int_arg("seed", seed, 0)
+    context = V.integer(context, "context", 1)
+    epochs = V.integer(epochs, "epochs", 1)
+    batch_size = V.integer(batch_size, "batch_size", 1)
+    lr = V.real(lr, "lr", 0.0, low_open=True)
+    val_fraction = V.real(val_fraction, "val_fraction", 0.0, 1.0, low_open=True, high_open=True)
+    seed = V.integer(seed, "seed", 0)
     tok = _make_tokenizer(tokenizer)
     if tok._itos is None:
         tok.fit(text, min_count=min_count)
     ids = tok.encode(text)
     (Xt, yt), (Xv, yv), cut = _split(ids, context, val_fraction)
-    V = tok.vocab_size
-    unigram = T.unigram_perplexity(ids[:cut], ids[cut:], V)
+    vocab = tok.vocab_size
+    unigram = T.unigram_perplexity(ids[:cut], ids[cut:], vocab)
 
     _random.seed(seed)
-    model = build_model(V, context, embed, hidden, dtype=dtype, dropout=dropout)
+    model = build_model(vocab, context, embed, hidden, dtype=dtype, dropout=dropout)
     opt = Adam(model.parameters(), lr=lr)
     steps = epochs * -(-len(Xt) // batch_size)
     warmup = max(1, min(200, steps // 10))
@@ -211,7 +192,7 @@ def train_lm(text, tokenizer="char", context=DEFAULTS["context"], embed=DEFAULTS
                                                               eta_min=0.05 * lr))
     trainer = Trainer(model, CrossEntropyLoss(), opt, scheduler=sched)
     if log is not None:
-        log(f"{len(ids):,} tokens, vocabulary {V}, {len(Xt):,} training / {len(Xv):,} "
+        log(f"{len(ids):,} tokens, vocabulary {vocab}, {len(Xt):,} training / {len(Xv):,} "
             f"validation windows of {context}; {sum(p.data.size for p in model.parameters()):,} "
             f"parameters; unigram baseline perplexity {unigram:.2f}")
     report = _EpochReport(epochs, unigram, log)
@@ -223,7 +204,7 @@ def train_lm(text, tokenizer="char", context=DEFAULTS["context"], embed=DEFAULTS
     history["ppl"] = [T.perplexity(v) for v in history["loss"]]
     history["val_ppl"] = [T.perplexity(v) for v in history["val_loss"]]
     history["time"] = list(report.times)
-    history.update(unigram_ppl=unigram, vocab_size=V, context=context,
+    history.update(unigram_ppl=unigram, vocab_size=vocab, context=context,
                    n_train=len(Xt), n_val=len(Xv))
     model.eval()
     return model, tok, history
@@ -257,7 +238,7 @@ def sample_text(model, tokenizer, prompt="", n=300, context=None, temperature=0.
         prompt = ""
     if context is None:
         context = model_context(model)
-    context = _int_arg("context", context, 1)
+    context = V.integer(context, "context", 1)
     ids = tokenizer.encode(prompt)
     if ids.size < context:
         ids = np.concatenate([np.full(context - ids.size, _pad_id(tokenizer), np.int64), ids])

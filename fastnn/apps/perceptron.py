@@ -13,26 +13,13 @@ import warnings
 import numpy as np
 
 from .. import _random
+from .. import _validation as V
 
 __all__ = ["Perceptron", "ConvergenceWarning"]
 
 
 class ConvergenceWarning(UserWarning):
     """The learning rule did not reach an epoch without mistakes."""
-
-
-def _real(value, name, positive=True):
-    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not np.isfinite(value):
-        raise ValueError(f"{name} must be a finite number, got {value!r}")
-    if positive and value <= 0:
-        raise ValueError(f"{name} must be > 0, got {value!r}")
-    return float(value)
-
-
-def _positive_int(value, name):
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value <= 0:
-        raise ValueError(f"{name} must be a positive int, got {value!r}")
-    return int(value)
 
 
 class Perceptron:
@@ -49,9 +36,9 @@ class Perceptron:
     """
 
     def __init__(self, n_features, lr=1.0, max_epochs=1000, shuffle=False, seed=None):
-        self.n_features = _positive_int(n_features, "n_features")
-        self.lr = _real(lr, "lr")
-        self.max_epochs = _positive_int(max_epochs, "max_epochs")
+        self.n_features = V.integer(n_features, "n_features", 1)
+        self.lr = V.real(lr, "lr", 0.0, low_open=True)
+        self.max_epochs = V.integer(max_epochs, "max_epochs", 1)
         if not isinstance(shuffle, (bool, np.bool_)):
             raise TypeError(f"shuffle must be a bool, got {shuffle!r}")
         self.shuffle = bool(shuffle)

@@ -22,6 +22,7 @@ from typing import Callable, Iterable
 
 import numpy as np
 
+from .. import _validation as V
 from .._atomic import atomic_write
 from numpy.lib.stride_tricks import sliding_window_view
 
@@ -49,16 +50,6 @@ def _check_text(text) -> str:
     if not isinstance(text, str):
         raise TypeError(f"text must be a str, got {type(text).__name__}")
     return text
-
-
-def _check_int(name: str, value, minimum: int) -> int:
-    # bool is an int subclass; True as a context length is a bug, not a 1.
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
-        raise TypeError(f"{name} must be an int, got {type(value).__name__}")
-    value = int(value)
-    if value < minimum:
-        raise ValueError(f"{name} must be >= {minimum}, got {value}")
-    return value
 
 
 def _as_ids(name: str, ids, ndim: int = 1) -> np.ndarray:
@@ -120,7 +111,7 @@ class _Tokenizer:
     def fit(self, text: str, min_count: int = 1):
         """Build the vocabulary; tokens seen fewer than ``min_count`` times become ``<unk>``."""
         text = _check_text(text)
-        min_count = _check_int("min_count", min_count, 1)
+        min_count = V.integer(min_count, "min_count", 1)
         if not text:
             raise ValueError("text is empty")
         units = self._split(text)
@@ -246,7 +237,7 @@ class CharTokenizer(_Tokenizer):
 
     def fit(self, text: str, min_count: int = 1):
         text = _check_text(text)
-        min_count = _check_int("min_count", min_count, 1)
+        min_count = V.integer(min_count, "min_count", 1)
         if not text:
             raise ValueError("text is empty")
         codes, counts = np.unique(self._split(text), return_counts=True)
@@ -310,7 +301,7 @@ def next_token_windows(ids, context: int) -> tuple[np.ndarray, np.ndarray]:
     The sliding-window view is copied because a strided view aliases every
     token ``context`` times; shuffling or writing into it would be wrong.
     """
-    context = _check_int("context", context, 1)
+    context = V.integer(context, "context", 1)
     arr = _as_ids("ids", ids)
     if arr.shape[0] <= context:
         raise ValueError(
@@ -405,7 +396,7 @@ def stdlib_corpus(max_chars: int = 200_000) -> str:
     so experiments on it are reproducible without a download.  Each
     docstring is one line; the result is cut to at most ``max_chars``.
     """
-    max_chars = _check_int("max_chars", max_chars, 1)
+    max_chars = V.integer(max_chars, "max_chars", 1)
     text = _full_corpus()
     if not text:
         raise RuntimeError("no standard-library docstrings available (running with -OO?)")
@@ -439,7 +430,7 @@ def unigram_perplexity(train_ids, eval_ids, vocab_size: int) -> float:
     Add-one smoothing gives every id a non-zero probability, so unseen eval
     tokens do not make the result infinite.
     """
-    vocab_size = _check_int("vocab_size", vocab_size, 1)
+    vocab_size = V.integer(vocab_size, "vocab_size", 1)
     train = _as_ids("train_ids", train_ids)
     ev = _as_ids("eval_ids", eval_ids)
     if ev.size == 0:
@@ -467,7 +458,7 @@ def _check_temperature(temperature) -> float:
 def _check_top_k(top_k) -> int | None:
     if top_k is None:
         return None
-    return _check_int("top_k", top_k, 1)
+    return V.integer(top_k, "top_k", 1)
 
 
 def _sample(z: np.ndarray, t: float, k: int | None, rng: np.random.Generator) -> int:
@@ -531,8 +522,8 @@ def generate(
     """
     if not callable(predict_logits):
         raise TypeError("predict_logits must be callable")
-    n = _check_int("n", n, 0)
-    context = _check_int("context", context, 1)
+    n = V.integer(n, "n", 0)
+    context = V.integer(context, "context", 1)
     t = _check_temperature(temperature)
     k = _check_top_k(top_k)
     prompt = _as_ids("prompt_ids", prompt_ids)

@@ -29,10 +29,12 @@ class Elementwise(Module):
 
 
 class ReLU(Elementwise):
+    """max(x, 0), elementwise (torch.nn.ReLU)."""
     code = _ops.ACT_RELU
 
 
 class LeakyReLU(Elementwise):
+    """x if x > 0 else negative_slope * x (torch.nn.LeakyReLU; negative_slope=0.01)."""
     code = _ops.ACT_LEAKY
 
     def __init__(self, negative_slope=0.01):
@@ -49,14 +51,19 @@ class LeakyReLU(Elementwise):
 
 
 class Sigmoid(Elementwise):
+    """1 / (1 + exp(-x)), computed without overflow for any x (torch.nn.Sigmoid)."""
     code = _ops.ACT_SIGMOID
 
 
 class Tanh(Elementwise):
+    """tanh(x), elementwise (torch.nn.Tanh)."""
     code = _ops.ACT_TANH
 
 
 class GELU(Elementwise):
+    """x * Phi(x) with Phi the normal CDF, via erf (approximate="none", the
+    default) or 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3))) (approximate="tanh"),
+    as torch.nn.GELU."""
     needs_input = True
 
     def __init__(self, approximate="none"):

@@ -120,7 +120,11 @@ class Dropout(Module):
 
 
 class LayerNorm(Module):
-    """Normalizes each row over its last dimension (float64 statistics)."""
+    """Layer normalization over the last dimension (torch.nn.LayerNorm):
+    y = (x - mean) / sqrt(var + eps) * weight + bias, with the mean and the
+    (biased) variance of each row computed in float64. x: (batch, ..., n).
+    Arguments: normalized_shape n, eps=1e-5, elementwise_affine=True (weight
+    ones, bias zeros)."""
 
     def __init__(self, normalized_shape, eps=1e-5, elementwise_affine=True, dtype="float32"):
         super().__init__()
@@ -217,7 +221,8 @@ class Embedding(Module):
 
 
 class Flatten(Module):
-    """(batch, d1, d2, ...) -> (batch, d1*d2*...)."""
+    """Flatten all but the batch dimension: (batch, d1, d2, ...) ->
+    (batch, d1*d2*...) (torch.nn.Flatten with its defaults)."""
 
     def config(self):
         return {}

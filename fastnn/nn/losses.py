@@ -79,7 +79,9 @@ class _Loss:
 
 
 class MSELoss(_Loss):
-    """mean((output - target)^2) over all elements."""
+    """Mean squared error, mean((output - target)^2) over all elements
+    (torch.nn.MSELoss). output and target have the same shape (n, ...); a target
+    of another shape is an error, never broadcast. Gradient 2 (output - target) / N."""
 
     def _check_target(self, output, target):
         return self._same_shape_target(output, target)
@@ -93,7 +95,10 @@ class MSELoss(_Loss):
 
 
 class BCELoss(_Loss):
-    """Binary cross-entropy on probabilities; log clamped at -100 like PyTorch."""
+    """Binary cross-entropy on probabilities (torch.nn.BCELoss):
+    mean(-(t log p + (1 - t) log(1 - p))) over all elements, each log clamped at
+    -100 as torch does. output p in [0, 1] and target t in [0, 1], same shape.
+    On logits use BCEWithLogitsLoss (stable, fused)."""
 
     classification = True
 
@@ -127,7 +132,9 @@ class BCELoss(_Loss):
 
 
 class BCEWithLogitsLoss(BCELoss):
-    """Sigmoid + binary cross-entropy, fused and stable; gradient sigmoid(z) - y."""
+    """Sigmoid + binary cross-entropy on logits z, fused and stable
+    (torch.nn.BCEWithLogitsLoss): mean(max(z, 0) - z t + log(1 + exp(-|z|))) over
+    all elements; the gradient is (sigmoid(z) - t) / N. Same shapes as BCELoss."""
 
     def _check_output(self, output):
         return _Loss._check_output(self, output)
@@ -143,8 +150,12 @@ class BCEWithLogitsLoss(BCELoss):
 
 
 class CrossEntropyLoss(_Loss):
-    """Softmax cross-entropy on logits (n, C) against int labels (n,) in [0, C)
-    or probabilities (n, C); label_smoothing mixes in the uniform distribution."""
+    """Softmax cross-entropy on logits (torch.nn.CrossEntropyLoss), mean over rows:
+    loss_i = logsumexp(z_i) - sum_c q_ic z_ic with q = (1 - eps) target + eps / C.
+
+    output: logits (n, C). target: int class labels (n,) in [0, C), or
+    probabilities (n, C) (non-negative, rows summing to 1). label_smoothing=eps in
+    [0, 1] (default 0). The gradient is (softmax(z) - q) / n, one fused pass."""
 
     classification = True
 

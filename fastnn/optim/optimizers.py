@@ -3,7 +3,6 @@
 Each param group's parameters are updated in as few kernel calls as possible:
 when they are consecutive pieces of a model's flat buffer (the usual case) the
 whole group is one fused pass over contiguous memory."""
-import numbers
 
 import numpy as np
 
@@ -61,15 +60,6 @@ def _segments(params):
     if flat_span(params) is not None:
         return [_Segment(params)]
     return [_Segment([p]) for p in params]
-
-
-def _check_hyper(name, value, low=0.0, high=None, high_open=False):
-    if isinstance(value, bool) or not isinstance(value, numbers.Real) or value != value:
-        raise ValueError(f"Invalid {name}: {value!r} (expected a number)")
-    if value < low or (high is not None and (value >= high if high_open else value > high)):
-        bound = f"[{low}, {high}{')' if high_open else ']'}" if high is not None else f">= {low}"
-        raise ValueError(f"Invalid {name}: {value} (expected {bound})")
-    return float(value)
 
 
 class Optimizer:
@@ -236,7 +226,15 @@ class Optimizer:
 
 
 class SGD(Optimizer):
-    """SGD with momentum, dampening, Nesterov and L2 weight decay (torch.optim.SGD)."""
+    """Stochastic gradient descent (torch.optim.SGD). Per coordinate:
+
+        g <- g + weight_decay * p
+        b <- g (first step),  b <- momentum * b + (1 - dampening) * g (after)
+        p <- p - lr * (g + momentum * b if nesterov else b)   (b = g without momentum)
+
+    Arguments: params (list of Parameters or param-group dicts), lr=1e-3,
+    momentum=0, dampening=0, weight_decay=0, nesterov=False (needs momentum > 0
+    and dampening = 0). State: ``momentum_buffer``."""
 
     state_names = ("momentum_buffer",)
 
@@ -246,10 +244,10 @@ class SGD(Optimizer):
                                       weight_decay=weight_decay, nesterov=nesterov))
 
     def _validate(self, g):
-        _check_hyper("lr", g["lr"])
-        _check_hyper("momentum", g["momentum"])
-        _check_hyper("dampening", g["dampening"])
-        _check_hyper("weight_decay", g["weight_decay"])
+        V.real(g["lr"], "lr", 0.0)
+        V.real(g["momentum"], "momentum", 0.0)
+        V.real(g["dampening"], "dampening", 0.0)
+        V.real(g["weight_decay"], "weight_decay", 0.0)
         if g["nesterov"] and (g["momentum"] <= 0 or g["dampening"] != 0):
             raise ValueError("Nesterov momentum requires a momentum and zero dampening")
 
@@ -261,7 +259,14 @@ class SGD(Optimizer):
 
 
 class Adam(Optimizer):
-    """Adam; weight_decay is L2 added to the gradient (torch.optim.Adam)."""
+    """Adam (torch.optim.Adam). Per coordinate, step t counted from 1:
+
+        g <- g + weight_decay * p                      (L2 in the gradient)
+        m <- beta1 m + (1 - beta1) g;   v <- beta2 v + (1 - beta2) g^2
+        p <- p - lr / (1 - beta1^t) * m / (sqrt(v) / sqrt(1 - beta2^t) + eps)
+
+    Arguments: params, lr=1e-3, betas=(0.9, 0.999) (each in [0, 1)), eps=1e-8,
+    weight_decay=0. State: ``exp_avg`` (m), ``exp_avg_sq`` (v)."""
 
     state_names = ("exp_avg", "exp_avg_sq")
     decoupled = False
@@ -271,14 +276,14 @@ class Adam(Optimizer):
                                       weight_decay=weight_decay))
 
     def _validate(self, g):
-        _check_hyper("lr", g["lr"])
-        _check_hyper("eps", g["eps"])
+        V.real(g["lr"], "lr", 0.0)
+        V.real(g["eps"], "eps", 0.0)
         b = g["betas"]
         if not isinstance(b, (tuple, list)) or len(b) != 2:
             raise ValueError(f"Invalid betas: {b!r} (expected a pair)")
-        _check_hyper("beta parameter at index 0", b[0], 0.0, 1.0, high_open=True)
-        _check_hyper("beta parameter at index 1", b[1], 0.0, 1.0, high_open=True)
-        _check_hyper("weight_decay", g["weight_decay"])
+        V.real(b[0], "beta parameter at index 0", 0.0, 1.0, high_open=True)
+        V.real(b[1], "beta parameter at index 1", 0.0, 1.0, high_open=True)
+        V.real(g["weight_decay"], "weight_decay", 0.0)
 
     def _compiled(self, seg, g, step):
         b1, b2 = g["betas"]
@@ -287,7 +292,9 @@ class Adam(Optimizer):
 
 
 class AdamW(Adam):
-    """Adam with decoupled weight decay: p *= 1 - lr*wd before the Adam step."""
+    """AdamW (torch.optim.AdamW): Adam with decoupled weight decay, applied as
+    p <- p * (1 - lr * weight_decay) before the Adam step (no L2 in the
+    gradient). Arguments as Adam, but weight_decay=1e-2."""
 
     decoupled = True
 
@@ -296,7 +303,15 @@ class AdamW(Adam):
 
 
 class RMSprop(Optimizer):
-    """RMSprop with optional momentum and centering (torch.optim.RMSprop)."""
+    """RMSprop (torch.optim.RMSprop). Per coordinate:
+
+        g <- g + weight_decay * p;   s <- alpha s + (1 - alpha) g^2
+        d <- sqrt(s - a^2) + eps with a <- alpha a + (1 - alpha) g if centered,
+             else sqrt(s) + eps
+        p <- p - lr * g / d,  or with momentum: b <- momentum b + g / d; p <- p - lr b
+
+    Arguments: params, lr=1e-2, alpha=0.99, eps=1e-8, weight_decay=0, momentum=0,
+    centered=False. State: ``square_avg``, ``grad_avg``, ``momentum_buffer``."""
 
     state_names = ("square_avg", "grad_avg", "momentum_buffer")
 
@@ -306,11 +321,11 @@ class RMSprop(Optimizer):
                                       momentum=momentum, centered=centered))
 
     def _validate(self, g):
-        _check_hyper("lr", g["lr"])
-        _check_hyper("alpha", g["alpha"])
-        _check_hyper("eps", g["eps"])
-        _check_hyper("weight_decay", g["weight_decay"])
-        _check_hyper("momentum", g["momentum"])
+        V.real(g["lr"], "lr", 0.0)
+        V.real(g["alpha"], "alpha", 0.0)
+        V.real(g["eps"], "eps", 0.0)
+        V.real(g["weight_decay"], "weight_decay", 0.0)
+        V.real(g["momentum"], "momentum", 0.0)
 
     def _compiled(self, seg, g, step):
         return _ops.rmsprop_update(g["lr"], g["alpha"], g["eps"], g["weight_decay"], g["momentum"],
@@ -332,16 +347,16 @@ class Adagrad(Optimizer):
 
     def __init__(self, params, lr=1e-2, lr_decay=0.0, weight_decay=0.0,
                  initial_accumulator_value=0.0, eps=1e-10):
-        _check_hyper("initial_accumulator_value", initial_accumulator_value)
+        V.real(initial_accumulator_value, "initial_accumulator_value", 0.0)
         self.initial_accumulator_value = float(initial_accumulator_value)
         super().__init__(params, dict(lr=lr, lr_decay=lr_decay, weight_decay=weight_decay,
                                       eps=eps))
 
     def _validate(self, g):
-        _check_hyper("lr", g["lr"])
-        _check_hyper("lr_decay", g["lr_decay"])
-        _check_hyper("weight_decay", g["weight_decay"])
-        _check_hyper("eps", g["eps"])
+        V.real(g["lr"], "lr", 0.0)
+        V.real(g["lr_decay"], "lr_decay", 0.0)
+        V.real(g["weight_decay"], "weight_decay", 0.0)
+        V.real(g["eps"], "eps", 0.0)
 
     def _compiled(self, seg, g, step):
         if "sum" not in seg.state:  # torch fills it at construction; same values
@@ -376,7 +391,7 @@ class NAdam(Optimizer):
 
     def _validate(self, g):
         Adam._validate(self, g)
-        _check_hyper("momentum_decay", g["momentum_decay"])
+        V.real(g["momentum_decay"], "momentum_decay", 0.0)
 
     def load_state_dict(self, state_dict):
         super().load_state_dict(state_dict)
@@ -405,7 +420,7 @@ def clip_grad_norm(parameters, max_norm, norm_type=2.0, error_if_nonfinite=False
     if isinstance(parameters, Parameter):
         parameters = [parameters]
     params = list(parameters)
-    max_norm = _check_hyper("max_norm", max_norm)
+    max_norm = V.real(max_norm, "max_norm", 0.0)
     if norm_type != 2 and norm_type != 2.0:
         raise ValueError(f"clip_grad_norm: only norm_type=2 is supported, got {norm_type!r}")
     if not params:

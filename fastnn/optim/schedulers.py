@@ -13,31 +13,13 @@ State dicts are plain JSON-able dicts (python numbers and lists only), so
 from __future__ import annotations
 
 import math
-import numbers
+
+from .. import _validation as V
 
 __all__ = ["LRScheduler", "StepLR", "LinearLR", "CosineAnnealingLR", "LinearWarmup"]
 
 
 # -- argument checks (ValueError/TypeError naming the argument, like the rest of fastnn)
-
-def _check_int(name, value, minimum=1):
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
-        raise TypeError(f"{name} must be an int >= {minimum}, got {value!r} "
-                        f"({type(value).__name__})")
-    if value < minimum:
-        raise ValueError(f"{name} must be an int >= {minimum}, got {value!r}")
-    return int(value)
-
-
-def _check_real(name, value):
-    if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        raise TypeError(f"{name} must be a real number, got {value!r} "
-                        f"({type(value).__name__})")
-    value = float(value)
-    if not math.isfinite(value):
-        raise ValueError(f"{name} must be finite, got {value!r}")
-    return value
-
 
 _INT_HYPER = frozenset({"step_size", "total_iters", "T_max", "warmup_steps"})
 
@@ -62,7 +44,7 @@ class LRScheduler:
 
     def __init__(self, optimizer, last_epoch=-1):
         self.optimizer = _check_optimizer(optimizer)
-        last_epoch = _check_int("last_epoch", last_epoch, minimum=-1)
+        last_epoch = V.integer(last_epoch, "last_epoch", -1)
         groups = optimizer.param_groups
         if last_epoch == -1:
             for group in groups:
@@ -139,14 +121,14 @@ class LRScheduler:
                 raise ValueError(f"state_dict[{key!r}] must be a list of {n} lrs "
                                  f"(one per param group), got {value!r}")
             for x in value:
-                _check_real(f"state_dict[{key!r}] entry", x)
-        _check_int("state_dict['last_epoch']", state_dict["last_epoch"], minimum=0)
-        _check_int("state_dict['step_count']", state_dict["step_count"], minimum=0)
+                V.real(x, f"state_dict[{key!r}] entry")
+        V.integer(state_dict["last_epoch"], "state_dict['last_epoch']", 0)
+        V.integer(state_dict["step_count"], "state_dict['step_count']", 0)
         for key in self._hyper:
             if key in _INT_HYPER:
-                _check_int(f"state_dict[{key!r}]", state_dict[key])
+                V.integer(state_dict[key], f"state_dict[{key!r}]", 1)
             else:
-                _check_real(f"state_dict[{key!r}]", state_dict[key])
+                V.real(state_dict[key], f"state_dict[{key!r}]")
 
     def _load_state(self, state_dict):
         for key in self._hyper:
@@ -170,8 +152,8 @@ class StepLR(LRScheduler):
     _hyper = ("step_size", "gamma")
 
     def __init__(self, optimizer, step_size, gamma=0.1, last_epoch=-1):
-        self.step_size = _check_int("step_size", step_size)
-        self.gamma = _check_real("gamma", gamma)
+        self.step_size = V.integer(step_size, "step_size", 1)
+        self.gamma = V.real(gamma, "gamma")
         if self.gamma <= 0:
             raise ValueError(f"gamma must be > 0, got {gamma!r}")
         super().__init__(optimizer, last_epoch)
@@ -190,15 +172,15 @@ class LinearLR(LRScheduler):
 
     def __init__(self, optimizer, start_factor=1.0 / 3, end_factor=1.0, total_iters=5,
                  last_epoch=-1):
-        start_factor = _check_real("start_factor", start_factor)
-        end_factor = _check_real("end_factor", end_factor)
+        start_factor = V.real(start_factor, "start_factor")
+        end_factor = V.real(end_factor, "end_factor")
         if not 0.0 < start_factor <= 1.0:
             raise ValueError(f"start_factor must be in (0, 1], got {start_factor!r}")
         if not 0.0 <= end_factor <= 1.0:
             raise ValueError(f"end_factor must be in [0, 1], got {end_factor!r}")
         self.start_factor = start_factor
         self.end_factor = end_factor
-        self.total_iters = _check_int("total_iters", total_iters)
+        self.total_iters = V.integer(total_iters, "total_iters", 1)
         super().__init__(optimizer, last_epoch)
 
     def get_lr(self):
@@ -224,8 +206,8 @@ class CosineAnnealingLR(LRScheduler):
     _hyper = ("T_max", "eta_min")
 
     def __init__(self, optimizer, T_max, eta_min=0.0, last_epoch=-1):
-        self.T_max = _check_int("T_max", T_max)
-        self.eta_min = _check_real("eta_min", eta_min)
+        self.T_max = V.integer(T_max, "T_max", 1)
+        self.eta_min = V.real(eta_min, "eta_min")
         if self.eta_min < 0:
             raise ValueError(f"eta_min must be >= 0, got {eta_min!r}")
         super().__init__(optimizer, last_epoch)
@@ -261,7 +243,7 @@ class LinearWarmup(LRScheduler):
     _hyper = ("warmup_steps",)
 
     def __init__(self, optimizer, warmup_steps, after=None):
-        self.warmup_steps = _check_int("warmup_steps", warmup_steps)
+        self.warmup_steps = V.integer(warmup_steps, "warmup_steps", 1)
         if after is not None:
             if not isinstance(after, LRScheduler):
                 raise TypeError(f"after must be a fastnn scheduler or None, "
