@@ -1431,45 +1431,55 @@ def format_table(summary):
 
 def plot(summary, path):
     """Speed-up bars per configuration: fastnn over NumPy and over the best
-    peer, one panel per thread count, log scale, 1× marked."""
+    peer (named above its bar), one panel per thread count, log scale, bars
+    drawn from 1× so that a slowdown points down."""
     try:
         import matplotlib
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
+        from matplotlib.ticker import FuncFormatter
     except ImportError as e:
         raise SystemExit(f"--plot needs matplotlib ({e}); pip install matplotlib") from None
     threads = sorted({r["threads"] for r in summary["rows"]})
     names = list(dict.fromkeys(r["config"] for r in summary["rows"]))
     by = {(r["config"], r["threads"]): r for r in summary["rows"]}
     fig, axes = plt.subplots(len(threads), 1, figsize=(max(8, 0.9 * len(names) + 2),
-                                                       3.6 * len(threads)), squeeze=False)
+                                                       3.8 * len(threads)), squeeze=False)
     width = 0.38
+    series = (("fastnn_over_numpy", "vs NumPy", "#4c72b0"),
+              ("fastnn_over_best_peer", "vs best peer", "#dd8452"))
     for ax, thr in zip(axes[:, 0], threads):
-        xs = range(len(names))
-        for k, (key, label, color) in enumerate((("fastnn_over_numpy", "vs NumPy", "#4c72b0"),
-                                                 ("fastnn_over_best_peer", "vs best peer",
-                                                  "#dd8452"))):
-            vals = [(by.get((n, thr)) or {}).get(key) for n in names]
-            pos = [x + (k - 0.5) * width for x in xs]
-            bars = ax.bar([p for p, v in zip(pos, vals) if v], [v for v in vals if v], width,
-                          label=label, color=color)
-            if key == "fastnn_over_best_peer":
-                peers = [IMPL_LABELS.get((by.get((n, thr)) or {}).get("best_peer"), "")
-                         for n, v in zip(names, vals) if v]
-                for b, p in zip(bars, peers):
-                    ax.annotate(p, (b.get_x() + b.get_width() / 2, b.get_height()),
-                                ha="center", va="bottom", fontsize=7, rotation=90,
-                                xytext=(0, 2), textcoords="offset points")
+        values = []
+        for k, (key, label, color) in enumerate(series):
+            pts = [(x + (k - 0.5) * width, by[n, thr][key], by[n, thr].get("best_peer"))
+                   for x, n in enumerate(names) if (by.get((n, thr)) or {}).get(key)]
+            if not pts:
+                continue
+            xs, vs, peers = zip(*pts)
+            values += vs
+            ax.bar(xs, [v - 1.0 for v in vs], width, bottom=1.0, label=label, color=color)
+            for x, v, peer in pts:
+                text = f"{v:.2f}" + (f" {dict(TABLE_IMPLS).get(peer, peer)}"
+                                     if key == "fastnn_over_best_peer" else "")
+                ax.annotate(text, (x, v), ha="center", va="bottom" if v >= 1 else "top",
+                            fontsize=7, rotation=90, xytext=(0, 2 if v >= 1 else -2),
+                            textcoords="offset points")
         ax.axhline(1.0, color="black", lw=0.8)
         ax.set_yscale("log")
-        ax.set_xticks(list(xs))
+        lo, hi = (min(min(values), 1.0) / 2.5, max(max(values), 1.0) * 2.2) if values else (0.5, 2)
+        ax.set_ylim(lo, hi)
+        ax.set_yticks([t for t in (0.1, 0.2, 0.5, 1, 2, 5, 10, 20, 50, 100, 200) if lo <= t <= hi])
+        ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}×"))
+        ax.yaxis.set_minor_formatter(FuncFormatter(lambda v, _: ""))
+        ax.set_xticks(range(len(names)))
         ax.set_xticklabels(names, rotation=30, ha="right", fontsize=8)
-        ax.set_ylabel("fastnn speed-up (×)")
-        ax.set_title(f"{thr} thread{'s' if thr > 1 else ''}")
-        ax.legend(fontsize=8)
+        ax.set_xlim(-0.6, len(names) - 0.4)
+        ax.set_ylabel("fastnn speed-up")
+        ax.set_title(f"{thr} thread{'s' if thr > 1 else ''}", fontsize=10)
+        ax.legend(fontsize=8, loc="upper left", ncol=2, frameon=False)
     m = summary.get("machine") or {}
-    fig.suptitle(f"fastnn bench{' (quick)' if summary.get('quick') else ''}: "
-                 f"{m.get('cpu_model', '')}", fontsize=10)
+    fig.suptitle(f"fastnn bench{' (quick)' if summary.get('quick') else ''}"
+                 f"{': ' + m['cpu_model'] if m.get('cpu_model') else ''}", fontsize=10)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
