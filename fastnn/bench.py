@@ -1,16 +1,28 @@
-"""Benchmarks: fastnn vs a careful pure-NumPy implementation vs PyTorch.
+"""Benchmarks: fastnn vs a careful pure-NumPy implementation vs its peers
+(PyTorch eager and fused-optimizer, a ``jax.jit`` whole step, ONNX Runtime).
 
-``python -m fastnn bench [--threads N] [--json out.json] [--quick] [--only SUBSTR,...]``
+``python -m fastnn bench [--threads N] [--json out.json] [--quick] [--only SUBSTR,...]
+[--plot out.png] [--from-json earlier.json]``
 
 Each (implementation, thread count) runs in its own fresh Python process
 whose thread count is fixed through the environment before anything is
-imported (OMP/OPENBLAS/MKL/FASTNN_NUM_THREADS, plus ``torch.set_num_threads``).
+imported (OMP/OPENBLAS/MKL/FASTNN_NUM_THREADS, plus ``torch.set_num_threads``,
+ONNX Runtime's ``intra_op_num_threads``; a 1-thread JAX worker also gets
+XLA_FLAGS and a one-CPU affinity mask, see ``_pin``).
 All implementations start from the same weights (NumPy ``default_rng(seed)``,
 float32, PyTorch layout) and train on the same batches with the same
 hyperparameters. A configuration is built, warmed up and calibrated on first
 use; then the worker processes take turns timing one repeat each (A B C ...
 A B C ..., the order rotated every round, a pause between turns), so slow
 machine drift hits every implementation alike; the table reports medians.
+fastnn is measured twice for training: ``Trainer.step`` (the fused path) and
+the explicit layer loop ("fastnn-layers").
+
+Inference is also measured as a user meets it: a new process per run loads
+the weights from a temporary .npz, builds the model and times its first call
+and the next few ("(fresh)" and "(fresh, 1st)" rows): a warm benchmark process
+can hide what a fresh serving process pays (BLAS state, lazy initialization,
+JIT compilation).
 
 The "GEMM floor" of a configuration is the time of only the matrix products
 one step needs (training: 3 forward, 3 weight-gradient and 2 input-gradient
@@ -19,9 +31,10 @@ arrays at the same thread count; fastnn's throughput is reported as a
 percentage of it.
 
 Workers: ``--serve IMPL THREADS`` (persistent, one JSON request/answer per
-line, used by the parent) and ``--worker SPEC`` (one-shot, used by tests).
+line, used by the parent), ``--worker SPEC`` (one-shot, used by tests) and
+``--fresh SPEC`` (one fresh-process inference run).
 A worker imports only what its implementation needs: the NumPy worker loads
-``_reference.py`` by path, so neither it nor the PyTorch worker ever loads
+``_reference.py`` by path, so neither it nor the peers' workers ever load
 fastnn's compiled core or its OpenMP runtime.
 """
 import os
@@ -966,7 +979,8 @@ def build_info():
     in the extension (DWARF producer string, present when built with -g)."""
     import glob
     import sysconfig
-    info = {"cc": sysconfig.get_config_var("CC"), "python_cflags": sysconfig.get_config_var("CFLAGS"),
+    info = {"cc": sysconfig.get_config_var("CC"),
+            "python_cflags": sysconfig.get_config_var("CFLAGS"),
             "FASTNN_NATIVE": os.environ.get("FASTNN_NATIVE")}
     try:
         import fastnn._kernels as k
@@ -981,7 +995,8 @@ def build_info():
             blob = f.read()
         producers = sorted({m.decode(errors="replace") for m in
                             re.findall(rb"GNU C[0-9x+]* [^\x00]{1,600}", blob)})
-        comments = sorted({m.decode(errors="replace") for m in re.findall(rb"GCC: \([^\x00]{1,200}", blob)})
+        comments = sorted({m.decode(errors="replace")
+                           for m in re.findall(rb"GCC: \([^\x00]{1,200}", blob)})
         info["compiler"] = comments[:3]
         info["compile_flags"] = producers[:3] or "not recorded (built without -g)"
     return info
@@ -1109,7 +1124,8 @@ def run_all(thread_counts, quick=False, configs=None, log=sys.stderr, with_torch
                             if res.get("method"):
                                 methods[key] = res["method"]
                             if res.get("blas_threads"):
-                                worker_info[f"{impl} {threads}T"]["thread_pools"] = res["blas_threads"]
+                                worker_info[f"{impl} {threads}T"]["thread_pools"] = \
+                                    res["blas_threads"]
                             msg = f"{res['rate']:12.1f} {cfg['unit']}/s"
                         elif "skipped" in res:
                             skipped[key] = res["skipped"]
@@ -1280,7 +1296,8 @@ def summarize(configs, thread_counts, samples, errors, skipped, budget, cpus=Non
             row["fastnn_layers_over_numpy"] = (med["fastnn_layers"] / med["numpy"]
                                                if med.get("fastnn_layers") and med.get("numpy")
                                                else None)
-            row["pct_of_gemm_floor"] = 100.0 * fn_ / med["gemm"] if fn_ and med.get("gemm") else None
+            row["pct_of_gemm_floor"] = (100.0 * fn_ / med["gemm"]
+                                        if fn_ and med.get("gemm") else None)
             # fastnn / other within the same round (adjacent turns), median over
             # rounds: less sensitive to slow drift than the ratio of medians
             fs = samples.get((cfg["name"], threads, "fastnn"), [])
@@ -1420,8 +1437,8 @@ def format_table(summary):
                 if res.get("cpu_per_wall") is not None:
                     cpu.setdefault(impl, []).append(res["cpu_per_wall"])
     if cpu:
-        out.append("CPU time / wall time at 1 thread, worst row (1.00 = one busy core): " + ", ".join(
-            f"{IMPL_LABELS[i]} {max(v):.2f}" for i, v in cpu.items()))
+        out.append("CPU time / wall time at 1 thread, worst row (1.00 = one busy core): "
+                   + ", ".join(f"{IMPL_LABELS[i]} {max(v):.2f}" for i, v in cpu.items()))
     for r in summary["rows"]:
         for impl, err in r["errors"].items():
             out.append(f"error in {r['config']} {r['threads']}T {impl}: "
