@@ -816,9 +816,14 @@ def available_peers(with_torch=None):
 
 
 # XLA's CPU client ignores OMP_NUM_THREADS: its matrix products run on an Eigen
-# pool as wide as the machine (sized from the CPU affinity mask).
+# pool as wide as the machine (sized from the CPU affinity mask). The often
+# quoted "intra_op_parallelism_threads=1" is not an XLA flag (a lone token in
+# XLA_FLAGS is read as a file of flags), so only the Eigen switch is set; it
+# was measured not to be enough on its own (jax 0.10: with it, 2 of the
+# worker's threads were running or runnable at once three quarters of the
+# time), hence the affinity mask too (PIN_JAX; then never).
 PIN_JAX = True  # see _pin
-JAX_1T_FLAGS = "--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1"
+JAX_1T_FLAGS = "--xla_cpu_multi_thread_eigen=false"
 
 
 def _thread_env(threads, impl=None):
