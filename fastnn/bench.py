@@ -1481,24 +1481,26 @@ def plot(summary, path):
             values += vs
             ax.bar(xs, [v - 1.0 for v in vs], width, bottom=1.0, label=label, color=color)
             for x, v, peer in pts:
-                text = f"{v:.2f}" + (f" {dict(TABLE_IMPLS).get(peer, peer)}"
+                text = (f"{v:.2f}" if v >= 0.1 else f"{v:.2g}") + (f" {dict(TABLE_IMPLS).get(peer, peer)}"
                                      if key == "fastnn_over_best_peer" else "")
                 ax.annotate(text, (x, v), ha="center", va="bottom" if v >= 1 else "top",
                             fontsize=7, rotation=90, xytext=(0, 2 if v >= 1 else -2),
                             textcoords="offset points")
         ax.axhline(1.0, color="black", lw=0.8)
         ax.set_yscale("log")
-        lo, hi = (min(min(values), 1.0) / 2.5, max(max(values), 1.0) * 2.2) if values else (0.5, 2)
+        lo, hi = (min(min(values), 1.0) / 3, max(max(values), 1.0) * 3) if values else (0.5, 2)
         ax.set_ylim(lo, hi)
-        ax.set_yticks([t for t in (0.1, 0.2, 0.5, 1, 2, 5, 10, 20, 50, 100, 200) if lo <= t <= hi])
+        ax.set_yticks([m * 10.0 ** e for e in range(-4, 4) for m in (1, 2, 5)
+                       if lo <= m * 10.0 ** e <= hi])
         ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}×"))
         ax.yaxis.set_minor_formatter(FuncFormatter(lambda v, _: ""))
         ax.set_xticks(range(len(names)))
         ax.set_xticklabels(names, rotation=30, ha="right", fontsize=8)
         ax.set_xlim(-0.6, len(names) - 0.4)
         ax.set_ylabel("fastnn speed-up")
-        ax.set_title(f"{thr} thread{'s' if thr > 1 else ''}", fontsize=10)
-        ax.legend(fontsize=8, loc="upper left", ncol=2, frameon=False)
+        ax.set_title(f"{thr} thread{'s' if thr > 1 else ''}", fontsize=10, loc="right")
+        ax.legend(fontsize=8, loc="lower left", bbox_to_anchor=(0.0, 1.0), ncol=2,
+                  frameon=False, borderaxespad=0.2)
     m = summary.get("machine") or {}
     fig.suptitle(f"fastnn bench{' (quick)' if summary.get('quick') else ''}"
                  f"{': ' + m['cpu_model'] if m.get('cpu_model') else ''}", fontsize=10)
