@@ -427,19 +427,29 @@ void S(fnn_sgd)(int64_t n, T *p, const T *g, T *buf, T lr, T momentum, T dampeni
     });
 }
 
+/* Adam's and NAdam's common first half at coordinate i: weight decay (decoupled
+ * as a factor, or L2 into the gradient) and the two moment averages, in place;
+ * the decayed parameter and the gradient come back for the rule's own step. */
+static inline void S(adam_moments)(int64_t i, const T *restrict p, const T *restrict g,
+                                   T *restrict m, T *restrict v, T decay, T l2, T b1, T b2,
+                                   T *pi, T *gi)
+{
+    T q = p[i] * decay, d = g[i] + l2 * q;
+    m[i] = m[i] + ((T)1 - b1) * (d - m[i]);
+    v[i] = b2 * v[i] + ((T)1 - b2) * d * d;
+    *pi = q;
+    *gi = d;
+}
+
 FNN_CLONES static void S(adam_range)(int64_t n, T *restrict p, const T *restrict g,
                                      T *restrict m, T *restrict v, T lr, T b1, T b2, T eps,
                                      T wd, int decoupled, T step_size, T bc2_sqrt)
 {
     T decay = decoupled ? (T)1 - lr * wd : (T)1, l2 = decoupled ? 0 : wd;
     for (int64_t i = 0; i < n; i++) {
-        T pi = p[i] * decay;
-        T gi = g[i] + l2 * pi;
-        T mi = m[i] + ((T)1 - b1) * (gi - m[i]);
-        T vi = b2 * v[i] + ((T)1 - b2) * gi * gi;
-        m[i] = mi;
-        v[i] = vi;
-        p[i] = pi - step_size * mi / (SQRT(vi) / bc2_sqrt + eps);
+        T pi, gi;
+        S(adam_moments)(i, p, g, m, v, decay, l2, b1, b2, &pi, &gi);
+        p[i] = pi - step_size * m[i] / (SQRT(v[i]) / bc2_sqrt + eps);
     }
 }
 
@@ -525,15 +535,11 @@ FNN_CLONES static void S(nadam_range)(int64_t n, T *restrict p, const T *restric
                                       T l2, T bc2, T gc, T ac)
 {
     for (int64_t i = 0; i < n; i++) {
-        T pi = p[i] * decay;
-        T gi = g[i] + l2 * pi;
-        T mi = m[i] + ((T)1 - b1) * (gi - m[i]);
-        T vi = b2 * v[i] + ((T)1 - b2) * gi * gi;
-        m[i] = mi;
-        v[i] = vi;
-        T denom = SQRT(vi / bc2) + eps;
+        T pi, gi;
+        S(adam_moments)(i, p, g, m, v, decay, l2, b1, b2, &pi, &gi);
+        T denom = SQRT(v[i] / bc2) + eps;
         pi += gc * gi / denom;
-        p[i] = pi + ac * mi / denom;
+        p[i] = pi + ac * m[i] / denom;
     }
 }
 

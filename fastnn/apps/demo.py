@@ -31,20 +31,25 @@ def build_model():
     )
 
 
-def train(epochs=EPOCHS, seed=SEED, progress=True, verbose=True):
-    """Train the demo model; returns (model, trainer, history, results dict)."""
-    say = print if verbose else (lambda *a, **k: None)
+def _setup(epochs, seed):
+    """The recipe: the split, the model, and (loss, optimizer, scheduler)."""
     fn.seed(seed)
     X, y = load_digits()
-    X_train, X_test, y_train, y_test = train_test_split(X, y, test_size=0.2, seed=seed,
-                                                        stratify=True)
+    split = train_test_split(X, y, test_size=0.2, seed=seed, stratify=True)
     model = build_model()
     optimizer = fn.AdamW(model.parameters(), lr=LR, weight_decay=1e-2)
-    total_steps = epochs * -(-len(X_train) // BATCH_SIZE)
+    total_steps = epochs * -(-len(split[0]) // BATCH_SIZE)
     warmup = min(WARMUP_STEPS, max(1, total_steps // 4))
     cosine = fn.CosineAnnealingLR(optimizer, T_max=max(1, total_steps - warmup))
     scheduler = fn.LinearWarmup(optimizer, warmup, after=cosine)
-    trainer = fn.Trainer(model, fn.CrossEntropyLoss(label_smoothing=0.1), optimizer, scheduler)
+    return split, model, (fn.CrossEntropyLoss(label_smoothing=0.1), optimizer, scheduler)
+
+
+def train(epochs=EPOCHS, seed=SEED, progress=True, verbose=True):
+    """Train the demo model; returns (model, trainer, history, results dict)."""
+    say = print if verbose else (lambda *a, **k: None)
+    (X_train, X_test, y_train, y_test), model, recipe = _setup(epochs, seed)
+    trainer = fn.Trainer(model, *recipe)
 
     say(f"fastnn {fn.__version__} demo: MLP 64-256-128-10 on the digits "
         f"({len(X_train)} train / {len(X_test)} test), {epochs} epochs of batch {BATCH_SIZE}, "
@@ -109,19 +114,9 @@ def run_distributed(args):
         raise SystemExit(f"python -m fastnn demo: --epochs must be a positive int, got {epochs!r}")
     seed, batch_size = SEED, BATCH_SIZE
 
-    X, y = load_digits()
-    X_train, X_test, y_train, y_test = train_test_split(X, y, test_size=0.2, seed=seed,
-                                                        stratify=True)
-    fn.seed(seed)
-    model = build_model()
-    # train's optimizer and schedule, stepped once per global batch
-    optimizer = fn.AdamW(model.parameters(), lr=LR, weight_decay=1e-2)
-    total_steps = epochs * -(-len(X_train) // batch_size)
-    warmup = min(WARMUP_STEPS, max(1, total_steps // 4))
-    cosine = fn.CosineAnnealingLR(optimizer, T_max=max(1, total_steps - warmup))
-    scheduler = fn.LinearWarmup(optimizer, warmup, after=cosine)
-    trainer = DistributedTrainer(model, fn.CrossEntropyLoss(label_smoothing=0.1), optimizer,
-                                 comm=comm, scheduler=scheduler)
+    # train's data, model, optimizer and schedule, stepped once per global batch
+    (X_train, X_test, y_train, y_test), model, recipe = _setup(epochs, seed)
+    trainer = DistributedTrainer(model, *recipe[:2], comm=comm, scheduler=recipe[2])
     fn.seed(seed + 1 + rank)  # independent dropout masks per rank (weights came from rank 0)
 
     layout = comm.gather((socket.gethostname(), fn.get_num_threads()), root=0)

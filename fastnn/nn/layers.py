@@ -194,12 +194,8 @@ class Embedding(Module):
     def weight(self):
         return self._parameters["weight"]
 
-    def _check_input(self, x):
-        x = V.as_index_array(x, "x", self.num_embeddings)
-        if x.ndim == 0:
-            raise ValueError("x must be a batch of ids (at least 1-D), got a scalar")
-        V.check_batch(x, "x")
-        return x
+    def _as_input(self, x):
+        return V.as_index_array(x, "x", self.num_embeddings)
 
     def _forward(self, x):
         idx = x.reshape(-1)

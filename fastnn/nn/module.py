@@ -199,11 +199,15 @@ class Module:
         return np.concatenate(outs)
 
     def _check_input(self, x):
-        x = V.as_float_array(x, "x", self._dtype)
+        x = self._as_input(x)
         if x.ndim == 0:
             raise ValueError("x must be a batch (at least 1-D), got a scalar")
         V.check_batch(x, "x")
         return x
+
+    def _as_input(self, x):
+        """x converted to what this module computes on (a float array of its dtype)."""
+        return V.as_float_array(x, "x", self._dtype)
 
     def _check_grad(self, grad):
         out = getattr(self, "_out", None)

@@ -62,6 +62,13 @@ def _segments(params):
     return [_Segment([p]) for p in params]
 
 
+def _check_betas(b):
+    if not isinstance(b, (tuple, list)) or len(b) != 2:
+        raise ValueError(f"Invalid betas: {b!r} (expected a pair)")
+    V.real(b[0], "beta parameter at index 0", 0.0, 1.0, high_open=True)
+    V.real(b[1], "beta parameter at index 1", 0.0, 1.0, high_open=True)
+
+
 class Optimizer:
     """param_groups (dicts with 'params' and hyperparameters) + state + step().
 
@@ -103,8 +110,12 @@ class Optimizer:
         self._steps.append(0)
         self._checked.append(None)
 
+    non_negative = ()  # the hyperparameters that must be finite numbers >= 0
+
     def _validate(self, group):
-        raise NotImplementedError
+        """Check a group's hyperparameters (ValueError/TypeError naming the bad one)."""
+        for name in self.non_negative:
+            V.real(group[name], name, 0.0)
 
     def _compiled(self, seg, group, step):
         """This rule's update of segment ``seg`` at ``step`` (an ``_ops.Update``)."""
@@ -243,11 +254,10 @@ class SGD(Optimizer):
         super().__init__(params, dict(lr=lr, momentum=momentum, dampening=dampening,
                                       weight_decay=weight_decay, nesterov=nesterov))
 
+    non_negative = ("lr", "momentum", "dampening", "weight_decay")
+
     def _validate(self, g):
-        V.real(g["lr"], "lr", 0.0)
-        V.real(g["momentum"], "momentum", 0.0)
-        V.real(g["dampening"], "dampening", 0.0)
-        V.real(g["weight_decay"], "weight_decay", 0.0)
+        super()._validate(g)
         if g["nesterov"] and (g["momentum"] <= 0 or g["dampening"] != 0):
             raise ValueError("Nesterov momentum requires a momentum and zero dampening")
 
@@ -275,15 +285,11 @@ class Adam(Optimizer):
         super().__init__(params, dict(lr=lr, betas=tuple(betas), eps=eps,
                                       weight_decay=weight_decay))
 
+    non_negative = ("lr", "eps", "weight_decay")
+
     def _validate(self, g):
-        V.real(g["lr"], "lr", 0.0)
-        V.real(g["eps"], "eps", 0.0)
-        b = g["betas"]
-        if not isinstance(b, (tuple, list)) or len(b) != 2:
-            raise ValueError(f"Invalid betas: {b!r} (expected a pair)")
-        V.real(b[0], "beta parameter at index 0", 0.0, 1.0, high_open=True)
-        V.real(b[1], "beta parameter at index 1", 0.0, 1.0, high_open=True)
-        V.real(g["weight_decay"], "weight_decay", 0.0)
+        super()._validate(g)
+        _check_betas(g["betas"])
 
     def _compiled(self, seg, g, step):
         b1, b2 = g["betas"]
@@ -320,12 +326,7 @@ class RMSprop(Optimizer):
         super().__init__(params, dict(lr=lr, alpha=alpha, eps=eps, weight_decay=weight_decay,
                                       momentum=momentum, centered=centered))
 
-    def _validate(self, g):
-        V.real(g["lr"], "lr", 0.0)
-        V.real(g["alpha"], "alpha", 0.0)
-        V.real(g["eps"], "eps", 0.0)
-        V.real(g["weight_decay"], "weight_decay", 0.0)
-        V.real(g["momentum"], "momentum", 0.0)
+    non_negative = ("lr", "alpha", "eps", "weight_decay", "momentum")
 
     def _compiled(self, seg, g, step):
         return _ops.rmsprop_update(g["lr"], g["alpha"], g["eps"], g["weight_decay"], g["momentum"],
@@ -352,11 +353,7 @@ class Adagrad(Optimizer):
         super().__init__(params, dict(lr=lr, lr_decay=lr_decay, weight_decay=weight_decay,
                                       eps=eps))
 
-    def _validate(self, g):
-        V.real(g["lr"], "lr", 0.0)
-        V.real(g["lr_decay"], "lr_decay", 0.0)
-        V.real(g["weight_decay"], "weight_decay", 0.0)
-        V.real(g["eps"], "eps", 0.0)
+    non_negative = ("lr", "lr_decay", "weight_decay", "eps")
 
     def _compiled(self, seg, g, step):
         if "sum" not in seg.state:  # torch fills it at construction; same values
@@ -389,9 +386,11 @@ class NAdam(Optimizer):
                                       decoupled_weight_decay=bool(decoupled_weight_decay)))
         self._mu_products = {}  # id(segment) -> (step, product of mu_1..mu_step)
 
+    non_negative = ("lr", "eps", "weight_decay", "momentum_decay")
+
     def _validate(self, g):
-        Adam._validate(self, g)
-        V.real(g["momentum_decay"], "momentum_decay", 0.0)
+        super()._validate(g)
+        _check_betas(g["betas"])
 
     def load_state_dict(self, state_dict):
         super().load_state_dict(state_dict)
