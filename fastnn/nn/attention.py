@@ -285,6 +285,9 @@ class TransformerBlock(Module):
         super().__init__()
         self.d_model = V.positive_int(d_model, "d_model")
         self.nhead = V.positive_int(nhead, "nhead")
+        if self.d_model % self.nhead:
+            raise ValueError(f"d_model must be divisible by nhead, got d_model={self.d_model} "
+                             f"and nhead={self.nhead}")
         if dim_feedforward is None:
             dim_feedforward = 4 * self.d_model
         self.dim_feedforward = V.positive_int(dim_feedforward, "dim_feedforward")
