@@ -354,10 +354,16 @@ def mha_forward(x, w_in, b_in, w_out, b_out, mask, num_heads, causal, batch_firs
 def mha_backward(x, w_in, w_out, qkv, attn, ctx, gy, num_heads, causal, batch_first, gctx, gs,
                  gqkv, gx, gw_in, gb_in, gw_out, gb_out, accumulate=False):
     E = x.shape[2]
-    beta = 1 if accumulate else 0
-    gw_out[...] = beta * gw_out + gy.reshape(-1, E).T @ ctx.reshape(-1, E)
+
+    def put(out, value):  # written, or added with accumulate (out may hold garbage)
+        if accumulate:
+            out += value
+        else:
+            out[...] = value
+
+    put(gw_out, gy.reshape(-1, E).T @ ctx.reshape(-1, E))
     if gb_out is not None:
-        gb_out[...] = beta * gb_out + gy.reshape(-1, E).sum(axis=0)
+        put(gb_out, gy.reshape(-1, E).sum(axis=0))
     gctx[...] = gy @ w_out
     q, k, v = (_heads(qkv[..., i * E:(i + 1) * E], batch_first, num_heads) for i in range(3))
     go = _heads(gctx, batch_first, num_heads)
@@ -368,8 +374,8 @@ def mha_backward(x, w_in, w_out, qkv, attn, ctx, gy, num_heads, causal, batch_fi
     gq, gk = gs @ k, gs.swapaxes(-1, -2) @ q
     gqkv[...] = np.concatenate([_merge_heads(g, batch_first) for g in (gq, gk, gv)], axis=-1)
     g2 = gqkv.reshape(-1, 3 * E)
-    gw_in[...] = beta * gw_in + g2.T @ x.reshape(-1, E)
+    put(gw_in, g2.T @ x.reshape(-1, E))
     if gb_in is not None:
-        gb_in[...] = beta * gb_in + g2.sum(axis=0)
+        put(gb_in, g2.sum(axis=0))
     if gx is not None:
         gx[...] = gqkv @ w_in

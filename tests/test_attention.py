@@ -41,8 +41,9 @@ def _kernel_run(mod, x, wi, bi, wo, bo, mask, H, causal, bf, gy, accumulate):
     mod.mha_forward(x, wi, bi, wo, bo, mask, H, causal, bf, qkv, attn, ctx, y)
     gctx, gs, gqkv, gx = np.empty_like(ctx), np.empty_like(attn), np.empty_like(qkv), np.empty_like(x)
     rng = np.random.default_rng(9)
-    grads = [rng.standard_normal(a.shape).astype(dt) if a is not None else None
-             for a in (wi, bi, wo, bo)]
+    # accumulate adds to what is there; otherwise the old contents (NaN here) must not leak in
+    grads = [(rng.standard_normal(a.shape) if accumulate else np.full(a.shape, np.nan)).astype(dt)
+             if a is not None else None for a in (wi, bi, wo, bo)]
     mod.mha_backward(x, wi, wo, qkv, attn, ctx, gy, H, causal, bf, gctx, gs, gqkv, gx, *grads,
                      accumulate)
     return [y, attn, qkv, ctx, gx] + [g for g in grads if g is not None]
