@@ -25,9 +25,11 @@ FNN_CLONES static void S(attn_softmax_rows)(int L, const T *mask, int causal, T 
         if (m) for (int j = 0; j < lim; j++) p[j] += m[j];
         T mx = -INFINITY;
         for (int j = 0; j < lim; j++) mx = p[j] > mx ? p[j] : mx;
+        /* a masked score (-inf) is an exact 0, never exp's smallest value; the exp
+         * loop has no reduction in it, so it vectorizes */
+        for (int j = 0; j < lim; j++) p[j] = p[j] == -INFINITY ? 0 : EXP(p[j] - mx);
         double s = 0;
-        /* a masked score (-inf) is an exact 0, never exp's smallest value */
-        for (int j = 0; j < lim; j++) { p[j] = p[j] == -INFINITY ? 0 : EXP(p[j] - mx); s += p[j]; }
+        for (int j = 0; j < lim; j++) s += p[j];
         T inv = (T)(1.0 / s);  /* a fully masked row: 0 * inf = NaN, like torch */
         for (int j = 0; j < lim; j++) p[j] *= inv;
         for (int j = lim; j < L; j++) p[j] = 0;
