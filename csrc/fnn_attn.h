@@ -1,2 +1,155 @@
 /* Kernel bodies for attention: MultiheadAttention and the transformer block, templated on T/S like
  * fnn_template.h, which includes this file once per dtype. */
+
+/* Self-attention over B sequences of L tokens of width E, H heads of width d = E/H.
+ * Token (b, t) is row b*L + t (batch_first) or t*B + b (sequence first) of every
+ * (rows, width) array, so neither layout is ever transposed: a head's rows are a
+ * strided matrix with leading dimension rs*width, rs = 1 or B.
+ *
+ * Threads split the B*H (batch, head) pairs; each pair is computed by one thread
+ * alone with the same calls whatever the thread count, so the result is bitwise
+ * the same for any count. The GEMMs inside run on the calling thread. */
+#define FNN_ATTN_BLOCK 64  /* causal row blocks: the masked upper half is never multiplied */
+
+/* Row-block loop limits: with causal, rows [r0, r1) need columns [0, r1) only. */
+#define ATTN_BLK(causal, L) ((causal) ? FNN_ATTN_BLOCK : (L))
+
+/* scores (already scaled) -> probabilities, in place, one row at a time: the
+ * additive mask, the causal limit and the stable max subtraction in one pass. */
+FNN_CLONES static void S(attn_softmax_rows)(int L, const T *mask, int causal, T *P)
+{
+    for (int i = 0; i < L; i++) {
+        T *p = P + (int64_t)i * L;
+        int lim = causal ? i + 1 : L;
+        const T *m = mask ? mask + (int64_t)i * L : NULL;
+        if (m) for (int j = 0; j < lim; j++) p[j] += m[j];
+        T mx = -INFINITY;
+        for (int j = 0; j < lim; j++) mx = p[j] > mx ? p[j] : mx;
+        /* a masked score (-inf) is an exact 0, never exp's smallest value; the exp
+         * loop has no reduction in it, so it vectorizes */
+        for (int j = 0; j < lim; j++) p[j] = p[j] == -INFINITY ? 0 : EXP(p[j] - mx);
+        double s = 0;
+        for (int j = 0; j < lim; j++) s += p[j];
+        T inv = (T)(1.0 / s);  /* a fully masked row: 0 * inf = NaN, like torch */
+        for (int j = 0; j < lim; j++) p[j] *= inv;
+        for (int j = lim; j < L; j++) p[j] = 0;
+    }
+}
+
+/* softmax backward with the score scale: G = scale * P * (dP - rowsum(dP * P)), in place over dP. */
+FNN_CLONES static void S(attn_softmax_bwd_rows)(int L, int causal, T scale, const T *P, T *G)
+{
+    for (int i = 0; i < L; i++) {
+        const T *p = P + (int64_t)i * L;
+        T *g = G + (int64_t)i * L;
+        int lim = causal ? i + 1 : L;
+        double dot = 0;
+        for (int j = 0; j < lim; j++) dot += (double)g[j] * p[j];
+        T dt = (T)dot;
+        for (int j = 0; j < lim; j++) g[j] = scale * p[j] * (g[j] - dt);
+        for (int j = lim; j < L; j++) g[j] = 0;
+    }
+}
+
+/* One (batch, head) pair forward: P = softmax(scale Q K^T + mask), C = P V. */
+static void S(attn_pair_fwd)(int L, int d, const T *Q, const T *K, const T *V, int ldq,
+                             const T *mask, int causal, T scale, T *P, T *C, int ldc)
+{
+    int blk = ATTN_BLK(causal, L);
+    for (int r0 = 0; r0 < L; r0 += blk) {
+        int r1 = r0 + blk < L ? r0 + blk : L, nc = causal ? r1 : L;
+        S(fnn_gemm)(0, 1, r1 - r0, nc, d, scale, Q + (int64_t)r0 * ldq, ldq, K, ldq, 0,
+                    P + (int64_t)r0 * L, L);
+    }
+    S(attn_softmax_rows)(L, mask, causal, P);
+    for (int r0 = 0; r0 < L; r0 += blk) {
+        int r1 = r0 + blk < L ? r0 + blk : L, nc = causal ? r1 : L;
+        S(fnn_gemm)(0, 0, r1 - r0, d, nc, 1, P + (int64_t)r0 * L, L, V, ldq, 0,
+                    C + (int64_t)r0 * ldc, ldc);
+    }
+}
+
+/* One pair backward from dC: dV = P^T dC, dP = dC V^T, dS (in G), dQ = dS K, dK = dS^T Q. */
+static void S(attn_pair_bwd)(int L, int d, const T *Q, const T *K, const T *V, int ldq,
+                             const T *P, const T *dC, int ldc, int causal, T scale, T *G,
+                             T *dQ, T *dK, T *dV)
+{
+    int blk = ATTN_BLK(causal, L);
+    /* column blocks [c0, c1) of P^T: with causal only rows >= c0 are nonzero */
+    for (int c0 = 0; c0 < L; c0 += blk) {
+        int c1 = c0 + blk < L ? c0 + blk : L, rs = causal ? c0 : 0;
+        S(fnn_gemm)(1, 0, c1 - c0, d, L - rs, 1, P + (int64_t)rs * L + c0, L,
+                    dC + (int64_t)rs * ldc, ldc, 0, dV + (int64_t)c0 * ldq, ldq);
+    }
+    for (int r0 = 0; r0 < L; r0 += blk) {
+        int r1 = r0 + blk < L ? r0 + blk : L, nc = causal ? r1 : L;
+        S(fnn_gemm)(0, 1, r1 - r0, nc, d, 1, dC + (int64_t)r0 * ldc, ldc, V, ldq, 0,
+                    G + (int64_t)r0 * L, L);
+    }
+    S(attn_softmax_bwd_rows)(L, causal, scale, P, G);
+    for (int r0 = 0; r0 < L; r0 += blk) {
+        int r1 = r0 + blk < L ? r0 + blk : L, nc = causal ? r1 : L;
+        S(fnn_gemm)(0, 0, r1 - r0, d, nc, 1, G + (int64_t)r0 * L, L, K, ldq, 0,
+                    dQ + (int64_t)r0 * ldq, ldq);
+    }
+    for (int c0 = 0; c0 < L; c0 += blk) {
+        int c1 = c0 + blk < L ? c0 + blk : L, rs = causal ? c0 : 0;
+        S(fnn_gemm)(1, 0, c1 - c0, d, L - rs, 1, G + (int64_t)rs * L + c0, L,
+                    Q + (int64_t)rs * ldq, ldq, 0, dK + (int64_t)c0 * ldq, ldq);
+    }
+}
+
+static inline int S(attn_threads)(int B, int H, int L, int d)
+{
+    int nt = fnn_threads_for(4.0 * B * H * (double)L * L * d);
+    return nt < B * H ? nt : B * H;
+}
+
+void S(fnn_mha_forward)(int B, int L, int E, int H, int batch_first, const T *X, const T *Win,
+                        const T *bin, const T *Wout, const T *bout, const T *mask, int causal,
+                        T *QKV, T *P, T *C, T *Y)
+{
+    int n = B * L, d = E / H, E3 = 3 * E;
+    int64_t rs = batch_first ? 1 : B;
+    T scale = (T)(1.0 / sqrt((double)d));
+    /* the Q, K and V projections of every token: one GEMM */
+    S(fnn_linear_forward)(n, E, E3, X, E, Win, bin, FNN_ACT_NONE, 0, NULL, QKV);
+    int nt = S(attn_threads)(B, H, L, d);
+    FNN_PAR_FOR(nt, pr, (int64_t)B * H, {
+        int b = (int)(pr / H), h = (int)(pr % H);
+        int64_t base = batch_first ? (int64_t)b * L : b;
+        const T *q = QKV + base * E3 + (int64_t)h * d;
+        S(attn_pair_fwd)(L, d, q, q + E, q + 2 * E, (int)(rs * E3), mask, causal, scale,
+                         P + pr * L * L, C + base * E + (int64_t)h * d, (int)(rs * E));
+    });
+    S(fnn_linear_forward)(n, E, E, C, E, Wout, bout, FNN_ACT_NONE, 0, NULL, Y);
+}
+
+void S(fnn_mha_backward)(int B, int L, int E, int H, int batch_first, const T *X, const T *Win,
+                         const T *Wout, const T *QKV, const T *P, const T *C, const T *dY,
+                         int causal, T *dC, T *G, T *dQKV, T *dX, T *dWin, T *dbin, T *dWout,
+                         T *dbout, int accumulate)
+{
+    int n = B * L, d = E / H, E3 = 3 * E;
+    int64_t rs = batch_first ? 1 : B;
+    T scale = (T)(1.0 / sqrt((double)d));
+    /* output projection: dWout, dbout and dC = dY Wout */
+    S(fnn_linear_backward)(n, E, E, C, E, Wout, FNN_ACT_NONE, 0, NULL, NULL, dY, (T *)dY, dC,
+                           dWout, dbout, accumulate);
+    int nt = S(attn_threads)(B, H, L, d);
+    FNN_PAR_FOR(nt, pr, (int64_t)B * H, {
+        int b = (int)(pr / H), h = (int)(pr % H);
+        int64_t base = batch_first ? (int64_t)b * L : b, off = base * E3 + (int64_t)h * d;
+        const T *q = QKV + off;
+        T *dq = dQKV + off;
+        S(attn_pair_bwd)(L, d, q, q + E, q + 2 * E, (int)(rs * E3), P + pr * L * L,
+                         dC + base * E + (int64_t)h * d, (int)(rs * E), causal, scale,
+                         G + pr * L * L, dq, dq + E, dq + 2 * E);
+    });
+    /* input projection: dWin, dbin and dX = dQKV Win */
+    S(fnn_linear_backward)(n, E, E3, X, E, Win, FNN_ACT_NONE, 0, NULL, NULL, dQKV, dQKV, dX,
+                           dWin, dbin, accumulate);
+}
+
+#undef ATTN_BLK
+#undef FNN_ATTN_BLOCK

@@ -319,3 +319,63 @@ def embedding_backward(idx, gout, gweight, accumulate=False):
 
 
 # --- attention (MultiheadAttention, transformer block) ----------------------------
+def _heads(a, batch_first, num_heads):
+    """(B, L, E) or (L, B, E) -> (B, H, L, d) view."""
+    b = a if batch_first else a.transpose(1, 0, 2)
+    B, L, E = b.shape
+    return b.reshape(B, L, num_heads, E // num_heads).transpose(0, 2, 1, 3)
+
+
+def _merge_heads(a, batch_first):
+    """(B, H, L, d) -> (B, L, E) or (L, B, E)."""
+    B, H, L, d = a.shape
+    m = a.transpose(0, 2, 1, 3).reshape(B, L, H * d)
+    return m if batch_first else m.transpose(1, 0, 2)
+
+
+def mha_forward(x, w_in, b_in, w_out, b_out, mask, num_heads, causal, batch_first, qkv, attn,
+                ctx, y):
+    E = x.shape[2]
+    qkv[...] = x @ w_in.T + (0 if b_in is None else b_in)
+    q, k, v = (_heads(qkv[..., i * E:(i + 1) * E], batch_first, num_heads) for i in range(3))
+    L = q.shape[2]
+    s = (q @ k.swapaxes(-1, -2)) * x.dtype.type(1.0 / math.sqrt(E // num_heads))
+    if mask is not None:
+        s = s + mask
+    if causal:
+        s = np.where(np.triu(np.ones((L, L), bool), 1), -np.inf, s)
+    with np.errstate(invalid="ignore"):
+        e = np.exp(s - s.max(axis=-1, keepdims=True))
+        attn[...] = e / e.sum(axis=-1, keepdims=True)
+    ctx[...] = _merge_heads(attn @ v, batch_first)
+    y[...] = ctx @ w_out.T + (0 if b_out is None else b_out)
+
+
+def mha_backward(x, w_in, w_out, qkv, attn, ctx, gy, num_heads, causal, batch_first, gctx, gs,
+                 gqkv, gx, gw_in, gb_in, gw_out, gb_out, accumulate=False):
+    E = x.shape[2]
+
+    def put(out, value):  # written, or added with accumulate (out may hold garbage)
+        if accumulate:
+            out += value
+        else:
+            out[...] = value
+
+    put(gw_out, gy.reshape(-1, E).T @ ctx.reshape(-1, E))
+    if gb_out is not None:
+        put(gb_out, gy.reshape(-1, E).sum(axis=0))
+    gctx[...] = gy @ w_out
+    q, k, v = (_heads(qkv[..., i * E:(i + 1) * E], batch_first, num_heads) for i in range(3))
+    go = _heads(gctx, batch_first, num_heads)
+    gv = attn.swapaxes(-1, -2) @ go
+    gp = go @ v.swapaxes(-1, -2)
+    gs[...] = attn * (gp - (gp * attn).sum(axis=-1, keepdims=True))
+    gs *= x.dtype.type(1.0 / math.sqrt(E // num_heads))
+    gq, gk = gs @ k, gs.swapaxes(-1, -2) @ q
+    gqkv[...] = np.concatenate([_merge_heads(g, batch_first) for g in (gq, gk, gv)], axis=-1)
+    g2 = gqkv.reshape(-1, 3 * E)
+    put(gw_in, g2.T @ x.reshape(-1, E))
+    if gb_in is not None:
+        put(gb_in, g2.sum(axis=0))
+    if gx is not None:
+        gx[...] = gqkv @ w_in

@@ -879,6 +879,14 @@ def kernel_calls(dtype=np.float64):
         ("dropout_forward", _ops.dropout_forward, [f(6), f(6), f(6), 0.5, 7]),
         ("embedding_forward", _ops.embedding_forward, [_i(4), f(3, 5), f(4, 5)]),
         ("embedding_backward", _ops.embedding_backward, [_i(4), f(4, 5), f(3, 5)]),
+        # attention: x (B=2, L=3, E=4) batch-first, 2 heads
+        ("mha_forward", _ops.mha_forward,
+         [f(2, 3, 4), f(12, 4), f(12), f(4, 4), f(4), f(3, 3), 2, True, True, f(2, 3, 12),
+          f(2, 2, 3, 3), f(2, 3, 4), f(2, 3, 4)]),
+        ("mha_backward", _ops.mha_backward,
+         [f(2, 3, 4), f(12, 4), f(4, 4), f(2, 3, 12), f(2, 2, 3, 3), f(2, 3, 4), f(2, 3, 4), 2,
+          True, True, f(2, 3, 4), f(2, 2, 3, 3), f(2, 3, 12), f(2, 3, 4), f(12, 4), f(12),
+          f(4, 4), f(4)]),
     ]
 
 

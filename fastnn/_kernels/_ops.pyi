@@ -114,3 +114,11 @@ class DenseProgram:
 
 
 # --- attention (MultiheadAttention, transformer block) ---------------------
+def mha_forward(x: Float, w_in: Float, b_in: Optional[Float], w_out: Float,
+                b_out: Optional[Float], mask: Optional[Float], num_heads: int, causal: bool,
+                batch_first: bool, qkv: Float, attn: Float, ctx: Float, y: Float) -> None: ...
+def mha_backward(x: Float, w_in: Float, w_out: Float, qkv: Float, attn: Float, ctx: Float,
+                 gy: Float, num_heads: int, causal: bool, batch_first: bool, gctx: Float,
+                 gs: Float, gqkv: Float, gx: Optional[Float], gw_in: Float,
+                 gb_in: Optional[Float], gw_out: Float, gb_out: Optional[Float],
+                 accumulate: bool = ...) -> None: ...

@@ -1,0 +1,114 @@
+"""A small next-token transformer language model, written as an ordinary
+fastnn Module with its own forward and backward (no autograd engine):
+
+    ids (batch, seq) -> Embedding + PositionalEmbedding -> N pre-LN causal
+    TransformerBlocks -> LayerNorm -> Linear on the last position -> (batch, vocab) logits
+
+so it trains with ``fn.Trainer(model, fn.CrossEntropyLoss(), opt).fit(ids, next_ids)``.
+"""
+import numpy as np
+
+from .. import _validation as V
+from .._kernels import _ops
+from ..nn.attention import PositionalEmbedding, TransformerBlock
+from ..nn.layers import Embedding, LayerNorm, Linear
+from ..nn.module import Module
+
+__all__ = ["TransformerLM"]
+
+
+class _Blocks(Module):
+    """The blocks in order, named "0", "1", ... (torch's ModuleList keys)."""
+
+    def __init__(self, blocks):
+        super().__init__()
+        for i, b in enumerate(blocks):
+            self.add_module(str(i), b)
+
+    def _forward(self, x):
+        for b in self._modules.values():
+            x = b._forward(x)
+        self._out = x
+        return x
+
+    def _backward(self, grad, accumulate, need_input_grad):
+        for b in reversed(list(self._modules.values())):
+            grad = b._backward(grad, accumulate, True)
+        return grad
+
+
+class TransformerLM(Module):
+    """Predicts the token after a window of at most ``context`` token ids.
+
+    Parameters: ``embed.weight`` (vocab, d_model), ``pos.weight`` (context, d_model),
+    ``blocks.{i}.*`` (TransformerBlock, causal), ``norm.*``, ``head.*`` (vocab, d_model)."""
+
+    _transient = Module._transient + ("_h", "_last")
+
+    def __init__(self, vocab, d_model, nhead, layers, context, dim_feedforward=None,
+                 dtype="float32"):
+        super().__init__()
+        self.vocab = V.positive_int(vocab, "vocab")
+        self.d_model = V.positive_int(d_model, "d_model")
+        self.nhead = V.positive_int(nhead, "nhead")
+        self.layers = V.positive_int(layers, "layers")
+        self.context = V.positive_int(context, "context")
+        self._dtype = V.as_dtype(dtype)
+        if self.d_model % self.nhead:
+            raise ValueError(f"d_model must be divisible by nhead, got d_model={self.d_model} "
+                             f"and nhead={self.nhead}")
+        self.dim_feedforward = (4 * self.d_model if dim_feedforward is None
+                                else V.positive_int(dim_feedforward, "dim_feedforward"))
+        dt = self._dtype
+        self.embed = Embedding(self.vocab, self.d_model, dtype=dt)
+        self.pos = PositionalEmbedding(self.context, self.d_model, dtype=dt)
+        self.blocks = _Blocks([TransformerBlock(self.d_model, self.nhead, self.dim_feedforward,
+                                                dtype=dt) for _ in range(self.layers)])
+        self.norm = LayerNorm(self.d_model, dtype=dt)
+        self.head = Linear(self.d_model, self.vocab, dtype=dt)
+
+    def _check_input(self, x):
+        x = V.as_index_array(x, "x", self.vocab)
+        if x.ndim != 2:
+            raise ValueError(f"x must be token ids of shape (batch, seq), got shape {x.shape}")
+        if not 1 <= x.shape[1] <= self.context:
+            raise ValueError(f"x's sequence length must be in [1, context={self.context}], "
+                             f"got {x.shape[1]}")
+        V.check_batch(x, "x")
+        return x
+
+    def _forward(self, x):
+        h = self.blocks._forward(self.pos._forward(self.embed._forward(x)))
+        last = self._buffer("last", (h.shape[0], self.d_model))
+        last[...] = h[:, -1]
+        z = self.norm._forward(last)
+        out = self._buffer("logits", (h.shape[0], self.vocab))
+        hb = self.head.bias
+        _ops.linear_forward(z, self.head.weight.data, hb.data, _ops.ACT_NONE, 0.0, None, out)
+        self._h, self._last, self._out = h, z, out
+        return out
+
+    def _backward(self, grad, accumulate, need_input_grad):
+        hw, hb = self.head.weight, self.head.bias
+        glast = self._buffer("glast", self._last.shape)
+        _ops.linear_backward(self._last, hw.data, _ops.ACT_NONE, 0.0, None, None, grad, grad,
+                             glast, hw.grad, hb.grad, accumulate)
+        gz = self.norm._backward(glast, accumulate, True)
+        gh = self._buffer("gh", self._h.shape)
+        gh[:, :-1] = 0
+        gh[:, -1] = gz
+        g = self.pos._backward(self.blocks._backward(gh, accumulate, True), accumulate, True)
+        self.embed._backward(g, accumulate, False)
+        return None
+
+    def config(self):
+        return {"vocab": self.vocab, "d_model": self.d_model, "nhead": self.nhead,
+                "layers": self.layers, "context": self.context,
+                "dim_feedforward": self.dim_feedforward}
+
+    def extra_repr(self):
+        return (f"vocab={self.vocab}, d_model={self.d_model}, nhead={self.nhead}, "
+                f"layers={self.layers}, context={self.context}")
+
+    def __repr__(self):
+        return f"TransformerLM({self.extra_repr()})"
