@@ -5,8 +5,9 @@ __version__ = "0.1.0"
 from ._threading import get_num_threads, set_num_threads
 from ._random import seed
 from .nn import (GELU, BCELoss, BCEWithLogitsLoss, CrossEntropyLoss, Dropout, Embedding, Flatten,
-                 LayerNorm, LeakyReLU, Linear, Module, MSELoss, Parameter, ReLU, Sequential,
-                 Sigmoid, Softmax, Tanh)
+                 LayerNorm, LeakyReLU, Linear, Module, MSELoss, MultiheadAttention, Parameter,
+                 PositionalEmbedding, ReLU, Residual, Sequential, Sigmoid, Softmax, Tanh,
+                 TransformerBlock)
 from .optim import (SGD, Adagrad, Adam, AdamW, CosineAnnealingLR, LinearLR, LinearWarmup,
                     LRScheduler, NAdam, Optimizer, RMSprop, StepLR, clip_grad_norm)
 from .train import (Callback, DivergenceError, DivergenceWarning, EarlyStopping, History,
@@ -25,6 +26,7 @@ __all__ = [
     "Linear", "Dropout", "LayerNorm", "Embedding", "Flatten",
     "ReLU", "LeakyReLU", "Sigmoid", "Tanh", "GELU", "Softmax",
     "MSELoss", "CrossEntropyLoss", "BCELoss", "BCEWithLogitsLoss",
+    "MultiheadAttention", "TransformerBlock", "PositionalEmbedding", "Residual",
     "Optimizer", "SGD", "Adam", "AdamW", "RMSprop", "Adagrad", "NAdam", "clip_grad_norm",
     "LRScheduler", "StepLR", "LinearLR", "CosineAnnealingLR", "LinearWarmup",
     "Callback", "History", "EarlyStopping", "ModelCheckpoint",

@@ -1,6 +1,7 @@
 """The model floor: parameters in flat buffers, modules and the dense-stack
 container, layers, activations and losses (PyTorch's names and semantics)."""
 from .activations import GELU, LeakyReLU, ReLU, Sigmoid, Softmax, Tanh
+from .attention import MultiheadAttention, PositionalEmbedding, Residual, TransformerBlock
 from .layers import Dropout, Embedding, Flatten, LayerNorm, Linear
 from .losses import BCELoss, BCEWithLogitsLoss, CrossEntropyLoss, MSELoss
 from .module import Module
@@ -9,4 +10,5 @@ from .parameter import Parameter
 
 __all__ = ["Parameter", "Module", "Sequential", "Linear", "Dropout", "LayerNorm", "Embedding",
            "Flatten", "ReLU", "LeakyReLU", "Sigmoid", "Tanh", "GELU", "Softmax", "MSELoss",
-           "CrossEntropyLoss", "BCELoss", "BCEWithLogitsLoss"]
+           "CrossEntropyLoss", "BCELoss", "BCEWithLogitsLoss", "MultiheadAttention",
+           "TransformerBlock", "PositionalEmbedding", "Residual"]
