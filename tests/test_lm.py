@@ -282,3 +282,36 @@ def test_cli_subprocess_error_exit_code(tmp_path):
     assert r.stderr.startswith("error: ") and "empty" in r.stderr and "Traceback" not in r.stderr
     r = _cli("--bogus", cwd=tmp_path)
     assert r.returncode == 2 and "unrecognized arguments" in r.stderr
+
+
+def test_transformer_arch_trains_saves_loads_and_samples(tmp_path):
+    text = "the cat sat on the mat. the dog sat on the log. " * 30
+    model, tok, hist = lm.train_lm(text, context=6, embed=16, hidden=32, epochs=3,
+                                   batch_size=64, lr=3e-3, dropout=0.0, progress=False,
+                                   arch="transformer")
+    assert hist["val_ppl"][-1] < hist["unigram_ppl"]
+    path = tmp_path / "t.npz"
+    lm.save_lm(path, model, tok)
+    model2, tok2 = lm.load_lm(path)
+    x = tok.encode("the ca")[None, :]
+    np.testing.assert_array_equal(model2.predict(x), model.predict(x))
+    assert len(lm.sample_text(model2, tok2, "the ", 20, seed=0)) == 20
+
+
+def test_compare_prints_one_row_per_architecture(tmp_path, capsys):
+    path = tmp_path / "t.txt"
+    path.write_text("abcabd abcabd " * 40)
+    assert lm.main(["--text", str(path), "--compare", "--budget", "0.01", "--context", "4",
+                    "--embed", "8", "--hidden", "16", "--dropout", "0", "--no-progress"]) == 0
+    out = capsys.readouterr().out
+    rows = [line for line in out.splitlines() if line.startswith("| ") and "---" not in line]
+    assert rows[0].startswith("| architecture")
+    assert sorted(r.split("|")[1].strip() for r in rows[1:]) == sorted(lm.ARCHITECTURES)
+
+
+def test_bad_arch_and_budget_are_rejected(tmp_path):
+    with pytest.raises(ValueError, match="arch must be one of"):
+        lm.train_lm("abcabc" * 50, context=3, arch="rnn?", progress=False)
+    path = tmp_path / "t.txt"
+    path.write_text("abcabd " * 40)
+    assert lm.main(["--text", str(path), "--budget", "-1", "--no-save"]) == 2

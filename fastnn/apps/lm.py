@@ -78,8 +78,29 @@ def build_model(vocab_size, context, embed=24, hidden=256, dtype="float32", drop
     return Sequential(*layers, dtype=dtype)
 
 
+def _transformer(vocab, context, embed, hidden, dtype, dropout):
+    from .transformerlm import TransformerLM
+    if dropout:
+        raise ValueError("--arch transformer has no dropout: pass --dropout 0")
+    nhead = 4 if embed % 4 == 0 else 1
+    return TransformerLM(vocab, embed, nhead, 2, context, dim_feedforward=hidden, dtype=dtype)
+
+
+# The rows of the course's sequence table that fastnn builds: each takes
+# (vocab, context, embed, hidden, dtype, dropout) and returns a model mapping
+# (batch, context) ids to (batch, vocab) next-token logits.
+ARCHITECTURES = {
+    "mlp": lambda vocab, context, embed, hidden, dtype, dropout: build_model(
+        vocab, context, embed, hidden, dtype=dtype, dropout=dropout),
+    "transformer": _transformer,
+}
+
+
 def model_context(model):
-    """The context length a model built by :func:`build_model` expects."""
+    """The context length a language model expects."""
+    cfg = model.config() if not isinstance(model, Sequential) else None
+    if cfg and "context" in cfg:
+        return int(cfg["context"])
     try:
         emb, linear = model[0], model[2]
     except (TypeError, IndexError):
@@ -126,8 +147,8 @@ def _split(ids, context, val_fraction):
 class _EpochReport(Callback):
     """Times each epoch and prints one line per epoch."""
 
-    def __init__(self, epochs, unigram, log):
-        self.epochs, self.unigram, self.log = epochs, unigram, log
+    def __init__(self, epochs, unigram, log, budget=None):
+        self.epochs, self.unigram, self.log, self.budget = epochs, unigram, log, budget
         self._t0 = None
         self.times = []
 
@@ -143,11 +164,13 @@ class _EpochReport(Callback):
                      f"val CE {logs['val_loss']:.4f}  val ppl {T.perplexity(logs['val_loss']):.2f}  "
                      f"(unigram {self.unigram:.2f})  val acc {100 * logs['val_accuracy']:.1f}%  "
                      f"[{seconds:.1f}s]")
+        if self.budget is not None and sum(self.times) >= self.budget:
+            self.trainer.stop_training = True  # the wall-clock budget is spent
 
 
 def train_lm(text, tokenizer="char", context=DEFAULTS["context"], embed=DEFAULTS["embed"],
              hidden=DEFAULTS["hidden"], epochs=DEFAULTS["epochs"],
-             batch_size=DEFAULTS["batch_size"], lr=DEFAULTS["lr"],
+             batch_size=DEFAULTS["batch_size"], lr=DEFAULTS["lr"], arch="mlp", budget=None,
              val_fraction=DEFAULTS["val_fraction"], seed=DEFAULTS["seed"], progress=True,
              dropout=DEFAULTS["dropout"], min_count=1, dtype="float32", log=None):
     """Train a next-token model on ``text``; returns ``(model, tokenizer, history)``.
@@ -164,6 +187,12 @@ def train_lm(text, tokenizer="char", context=DEFAULTS["context"], embed=DEFAULTS
     batches), ``ppl``/``val_ppl``, ``accuracy``/``val_accuracy``, ``time``,
     plus ``unigram_ppl`` (the add-one unigram baseline on the validation
     tokens), ``vocab_size``, ``context``, ``n_train`` and ``n_val``.
+
+    ``arch`` picks the model (a key of ARCHITECTURES: "mlp", the fixed-window
+    MLP; "transformer", two causal pre-LN blocks with ``embed`` as d_model and
+    ``hidden`` as the feed-forward width). ``budget`` (seconds) stops training
+    after the first epoch that ends past it, for comparing architectures at
+    equal wall-clock time.
     """
     text = T._check_text(text)
     if not text:
@@ -182,8 +211,10 @@ def train_lm(text, tokenizer="char", context=DEFAULTS["context"], embed=DEFAULTS
     vocab = tok.vocab_size
     unigram = T.unigram_perplexity(ids[:cut], ids[cut:], vocab)
 
+    if arch not in ARCHITECTURES:
+        raise ValueError(f"arch must be one of {sorted(ARCHITECTURES)}, got {arch!r}")
     _random.seed(seed)
-    model = build_model(vocab, context, embed, hidden, dtype=dtype, dropout=dropout)
+    model = ARCHITECTURES[arch](vocab, context, embed, hidden, dtype, dropout)
     opt = Adam(model.parameters(), lr=lr)
     steps = epochs * -(-len(Xt) // batch_size)
     warmup = max(1, min(200, steps // 10))
@@ -195,7 +226,7 @@ def train_lm(text, tokenizer="char", context=DEFAULTS["context"], embed=DEFAULTS
         log(f"{len(ids):,} tokens, vocabulary {vocab}, {len(Xt):,} training / {len(Xv):,} "
             f"validation windows of {context}; {sum(p.data.size for p in model.parameters()):,} "
             f"parameters; unigram baseline perplexity {unigram:.2f}")
-    report = _EpochReport(epochs, unigram, log)
+    report = _EpochReport(epochs, unigram, log, budget)
     hist = trainer.fit(Xt, yt, epochs=epochs, batch_size=batch_size, validation_data=(Xv, yv),
                        shuffle=True, seed=seed, callbacks=[report],
                        verbose=bar_verbosity(progress))  # the report prints each epoch
@@ -274,6 +305,7 @@ def save_lm(path, model, tokenizer):
 def load_lm(path):
     """``(model, tokenizer)`` saved by :func:`save_lm` / the CLI's ``--save``."""
     from ..train import checkpoint
+    from . import transformerlm  # noqa: F401 - registers the class a checkpoint may name
     vpath = vocab_path_for(path)
     with open(vpath, "r", encoding="utf-8") as f:
         try:
@@ -285,8 +317,12 @@ def load_lm(path):
         raise ValueError(f"{vpath!r} is not a fastnn tokenizer file")
     tokenizer = classes[kind].load(vpath)
     model = checkpoint.load(path)
-    emb = model[0] if isinstance(model, Sequential) and len(model) else None
-    if not isinstance(emb, Embedding) or emb.num_embeddings != tokenizer.vocab_size:
+    if isinstance(model, Sequential):
+        emb = model[0] if len(model) else None
+        vocab = emb.num_embeddings if isinstance(emb, Embedding) else None
+    else:
+        vocab = (model.config() or {}).get("vocab")
+    if vocab != tokenizer.vocab_size:
         raise ValueError(f"{os.fspath(path)!r} and {vpath!r} do not belong together "
                          f"(vocabulary of {tokenizer.vocab_size} tokens)")
     model_context(model)
@@ -334,6 +370,13 @@ def add_arguments(p):
     p.add_argument("--no-save", action="store_true", help="do not save the model")
     p.add_argument("--seed", type=int, default=d["seed"], help=f"default {d['seed']}")
     p.add_argument("--no-progress", action="store_true", help="no per-batch progress bar")
+    p.add_argument("--arch", default="mlp", choices=sorted(ARCHITECTURES),
+                   help="the model: a row of the sequence table (default mlp)")
+    p.add_argument("--compare", action="store_true",
+                   help="train every architecture for the same --budget and print one table")
+    p.add_argument("--budget", type=float, default=None, metavar="SECONDS",
+                   help="stop after the epoch that ends past this much training time "
+                        "(default: none; 120 with --compare)")
     return p
 
 
@@ -399,9 +442,49 @@ def versus_baseline(val_ppl, unigram_ppl):
     return f"{1 / ratio:.2f}x HIGHER than the baseline: worse than predicting token frequencies"
 
 
+def compare(args, text):
+    """Every architecture on the same text, split and tokenizer for the same
+    wall-clock budget; one row each: parameters, tokens/s, best validation
+    perplexity, a sample line."""
+    budget = 120.0 if args.budget is None else args.budget
+    kind = "word" if args.word else "char"
+    rows = []
+    for arch in sorted(ARCHITECTURES):
+        dropout = 0.0 if arch == "transformer" else args.dropout
+        model, tok, hist = train_lm(
+            text, tokenizer=kind, context=args.context, embed=args.embed, hidden=args.hidden,
+            epochs=10**6, batch_size=args.batch_size, lr=args.lr, seed=args.seed,
+            dropout=dropout, progress=False, log=None, arch=arch, budget=budget)
+        seconds = sum(hist["time"])
+        sample = sample_text(model, tok, "", 80, temperature=args.temperature, seed=args.seed)
+        rows.append((arch, sum(p.data.size for p in model.parameters()),
+                     hist["n_train"] * len(hist["time"]) / seconds, min(hist["val_ppl"]),
+                     len(hist["time"]), sample.strip().split("\n")[0][:48]))
+        print(f"{arch}: {len(hist['time'])} epochs in {seconds:.1f}s, best validation "
+              f"perplexity {min(hist['val_ppl']):.2f}", flush=True)
+    print(f"\nunigram baseline perplexity {hist['unigram_ppl']:.2f}; budget {budget:g}s each, "
+          f"context {args.context}, {fn_threads()} thread(s)")
+    print("| architecture | parameters | tokens/s | epochs | best val ppl | sample |")
+    print("|---|---|---|---|---|---|")
+    for arch, params, tps, ppl, epochs, sample in rows:
+        print(f"| {arch} | {params:,} | {tps:,.0f} | {epochs} | {ppl:.2f} | `{sample}` |")
+    return 0
+
+
+def fn_threads():
+    from .._threading import get_num_threads
+    return get_num_threads()
+
+
 def run(args):
     """The CLI's work; raises ValueError on bad input."""
     _check_args(args)
+    if args.budget is not None and not (args.budget > 0 and math.isfinite(args.budget)):
+        raise ValueError(f"--budget must be a number of seconds > 0, got {args.budget}")
+    if args.compare:
+        text, note = _read_text(args)
+        print(note, flush=True)
+        return compare(args, text)
     t0 = time.perf_counter()
     text, note = _read_text(args)
     print(note, flush=True)
@@ -411,7 +494,8 @@ def run(args):
     model, tok, hist = train_lm(
         text, tokenizer=kind, context=args.context, embed=args.embed, hidden=args.hidden,
         epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, seed=args.seed,
-        dropout=args.dropout, min_count=min_count, progress=not args.no_progress, log=log)
+        dropout=args.dropout, min_count=min_count, progress=not args.no_progress, log=log,
+        arch=args.arch, budget=args.budget)
     val_ppl, uni = hist["val_ppl"][-1], hist["unigram_ppl"]
     print(f"validation perplexity {val_ppl:.2f} vs unigram baseline {uni:.2f} "
           f"({versus_baseline(val_ppl, uni)}); trained in {time.perf_counter() - t0:.1f}s",
