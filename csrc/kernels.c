@@ -73,38 +73,52 @@ static inline int fnn_threads_for(double work)
 }
 
 /* How a GEMM is cut into blocks. One call is the reference: at one thread a
- * product is always a single BLAS call. With more threads it may be cut into
- * row or column blocks, but only after fnn_gemm_plan has checked, once per
- * shape, that the blocks give the very bits of the single call (on data that
- * would expose any change in the order of the K-sums), and timed that the cut
- * is faster. So results never depend on the thread count, the cut, or on the
- * timing noise that chose it. A cut along M or N leaves each element's K-sum to
- * the same micro-kernel code in OpenBLAS; the check keeps that an observation
- * rather than an assumption, on any BLAS and kernel set. */
+ * product is always a single BLAS call, so a cut never costs a serial run
+ * anything. With more threads it may be cut into row or column blocks, but only
+ * after fnn_gemm_plan has checked, once per shape, that the blocks give the very
+ * bits of the single call (on data whose K-sums round differently in almost any
+ * other order), and timed that the cut beats the single call. So results never
+ * depend on the thread count, on the cut, or on the timing noise that chose it.
+ * The check is needed: on OpenBLAS 0.3.30, row blocks at multiples of 24 rows
+ * kept the bits on every kernel set tried, but Haswell's sgemm rounds a column
+ * block differently from the whole (its dgemm does not). */
 typedef struct { int dim, parts; } fnn_plan;   /* dim 0: rows, 1: columns */
 static inline int fnn_gemm_big(double macs) { return macs / FNN_GEMM_PER_FLOP >= FNN_PAR_MIN; }
 /* Tests force a cut (dim 0/1, or 2 for one call) to compare its bits with one call. */
 static int fnn_force_dim = -1, fnn_force_parts = 1;
 void fnn_set_split(int dim, int parts) { fnn_force_dim = dim; fnn_force_parts = parts < 1 ? 1 : parts; }
 
-#define FNN_PLAN_SLOTS 256
-typedef struct { int key[10]; fnn_plan plan; } fnn_plan_slot;
+/* Plans are kept for the process in a hash table; a server fed every batch size
+ * from 1 to 1024 fills a quarter of it with an MLP's three layers. Beyond 3/4
+ * full, new shapes run as one call rather than pay for a check on every call. */
+#define FNN_PLAN_SLOTS 8192
+typedef struct { int key[10]; fnn_plan plan; } fnn_plan_slot;   /* key[0] == 0: empty */
 static fnn_plan_slot fnn_plans[FNN_PLAN_SLOTS];
 static int fnn_nplans = 0;
 static int fnn_plan_stats[3];   /* plans made: one call, rows, columns */
 void fnn_split_stats(int *out) { for (int i = 0; i < 3; i++) out[i] = fnn_plan_stats[i]; }
+static fnn_plan_slot *fnn_plan_slot_of(const int *key)
+{
+    uint32_t h = 2166136261u;
+    for (int i = 0; i < 10; i++) h = (h ^ (uint32_t)key[i]) * 16777619u;
+    for (uint32_t i = h & (FNN_PLAN_SLOTS - 1);; i = (i + 1) & (FNN_PLAN_SLOTS - 1))
+        if (!fnn_plans[i].key[0] || !memcmp(fnn_plans[i].key, key, sizeof fnn_plans[i].key))
+            return fnn_plans + i;
+}
 static int fnn_plan_find(const int *key, fnn_plan *plan)
 {
-    for (int i = 0; i < fnn_nplans; i++)
-        if (!memcmp(fnn_plans[i].key, key, sizeof fnn_plans[i].key)) { *plan = fnn_plans[i].plan; return 1; }
+    fnn_plan_slot *slot = fnn_plan_slot_of(key);
+    if (slot->key[0]) { *plan = slot->plan; return 1; }
+    if (fnn_nplans >= FNN_PLAN_SLOTS / 4 * 3) { plan->dim = 0; plan->parts = 1; return 1; }
     return 0;
 }
 static void fnn_plan_add(const int *key, fnn_plan plan)
 {
+    fnn_plan_slot *slot = fnn_plan_slot_of(key);
     fnn_plan_stats[plan.parts < 2 ? 0 : 1 + plan.dim]++;
-    if (fnn_nplans == FNN_PLAN_SLOTS) return;  /* full: plan again next time (same answer) */
-    memcpy(fnn_plans[fnn_nplans].key, key, sizeof fnn_plans[0].key);
-    fnn_plans[fnn_nplans++].plan = plan;
+    slot->plan = plan;
+    memcpy(slot->key, key, sizeof slot->key);
+    fnn_nplans++;
 }
 static inline double fnn_now(void)
 {
