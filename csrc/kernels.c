@@ -92,7 +92,7 @@ void fnn_set_split(int dim, int parts) { fnn_force_dim = dim; fnn_force_parts = 
  * from 1 to 1024 fills a quarter of it with an MLP's three layers. Beyond 3/4
  * full, new shapes run as one call rather than pay for a check on every call. */
 #define FNN_PLAN_SLOTS 8192
-typedef struct { int key[10]; fnn_plan plan; } fnn_plan_slot;   /* key[0] == 0: empty */
+typedef struct { int key[10]; fnn_plan plan; int planned; } fnn_plan_slot;   /* key[0] == 0: empty */
 static fnn_plan_slot fnn_plans[FNN_PLAN_SLOTS];
 static int fnn_nplans = 0;
 static int fnn_plan_stats[3];   /* plans made: one call, rows, columns */
@@ -105,20 +105,32 @@ static fnn_plan_slot *fnn_plan_slot_of(const int *key)
         if (!fnn_plans[i].key[0] || !memcmp(fnn_plans[i].key, key, sizeof fnn_plans[i].key))
             return fnn_plans + i;
 }
+/* 1: *plan is the plan; 0: plan now (and fnn_plan_add it). A shape's first call
+ * runs as one call and is only remembered: a product run once (a fresh process
+ * predicting once) would not repay the check, which costs about three calls. */
 static int fnn_plan_find(const int *key, fnn_plan *plan)
 {
     fnn_plan_slot *slot = fnn_plan_slot_of(key);
-    if (slot->key[0]) { *plan = slot->plan; return 1; }
-    if (fnn_nplans >= FNN_PLAN_SLOTS / 4 * 3) { plan->dim = 0; plan->parts = 1; return 1; }
-    return 0;
+    plan->dim = 0;
+    plan->parts = 1;
+    if (slot->key[0]) {
+        if (!slot->planned) return 0;
+        *plan = slot->plan;
+        return 1;
+    }
+    if (fnn_nplans < FNN_PLAN_SLOTS / 4 * 3) {
+        memcpy(slot->key, key, sizeof slot->key);
+        slot->planned = 0;
+        fnn_nplans++;
+    }
+    return 1;
 }
 static void fnn_plan_add(const int *key, fnn_plan plan)
 {
     fnn_plan_slot *slot = fnn_plan_slot_of(key);
     fnn_plan_stats[plan.parts < 2 ? 0 : 1 + plan.dim]++;
     slot->plan = plan;
-    memcpy(slot->key, key, sizeof slot->key);
-    fnn_nplans++;
+    slot->planned = 1;
 }
 static inline double fnn_now(void)
 {
