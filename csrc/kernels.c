@@ -75,9 +75,10 @@ static inline int fnn_threads_for(double work)
 /* How a GEMM is cut into blocks. One call is the reference: at one thread a
  * product is always a single BLAS call, so a cut never costs a serial run
  * anything. With more threads it may be cut into row or column blocks, but only
- * after fnn_gemm_plan has checked, once per shape, that the blocks give the very
- * bits of the single call (on data whose K-sums round differently in almost any
- * other order), and timed that the cut beats the single call. So results never
+ * after gemm_plan (fnn_template.h) has checked, once per shape (at its second
+ * call), that the blocks give the very bits of the single call (on data whose
+ * K-sums round differently in almost any other order), and timed that the cut
+ * beats the single call. So results never
  * depend on the thread count, on the cut, or on the timing noise that chose it.
  * The check is needed: on OpenBLAS 0.3.30, row blocks at multiples of 24 rows
  * kept the bits on every kernel set tried, but Haswell's sgemm rounds a column
