@@ -22,6 +22,10 @@ void fnn_set_blas(fnn_sgemm_t sgemm, fnn_dgemm_t dgemm, fnn_sgemv_t sgemv, fnn_d
 void fnn_set_threads(int n);
 int fnn_get_threads(void);
 int fnn_openmp_enabled(void);
+/* Force every planned GEMM into `parts` blocks along dim (0 rows, 1 columns, 2 one
+ * call), or -1 to plan by measurement again; plans made so far: one call/rows/columns. */
+void fnn_set_split(int dim, int parts);
+void fnn_split_stats(int *out);
 int fnn_openmp_max_threads(void);
 /* Whether this process (or the parent it was forked from) ever ran an OpenMP
  * parallel region: GNU OpenMP's pool then exists and does not survive fork. */

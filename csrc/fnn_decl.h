@@ -2,6 +2,11 @@
 /* Row-major C = alpha op(A) op(B) + beta C on the calling thread (gemv for one row). */
 void FNN_S(fnn_gemm)(int ta, int tb, int M, int N, int K, FNN_T alpha, const FNN_T *A, int lda,
                      const FNN_T *B, int ldb, FNN_T beta, FNN_T *C, int ldc);
+/* The same product cut into `parts` row (dim 0) or column (dim 1) blocks, on up
+ * to nt threads; for tests of the cuts' bits. */
+void FNN_S(fnn_gemm_split)(int nt, int dim, int parts, int ta, int tb, int M, int N, int K,
+                           const FNN_T *A, int lda, const FNN_T *B, int ldb, FNN_T beta, FNN_T *C,
+                           int ldc);
 /* Y = act(X W^T + b); Z keeps the pre-activation (needed by GELU only; may be NULL otherwise). */
 void FNN_S(fnn_linear_forward)(int n, int in, int out, const FNN_T *X, int ldx, const FNN_T *W,
                                const FNN_T *b, int act, FNN_T slope, FNN_T *Z, FNN_T *Y);

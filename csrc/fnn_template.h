@@ -102,6 +102,117 @@ void S(fnn_act_backward)(int act, T slope, int64_t n, const T *x, const T *y, co
     });
 }
 
+/* --------------------------------------------------------- GEMM blocks */
+/* Block [lo, hi) along rows (dim 0) or columns (dim 1) of C = op(A) op(B) + beta C. */
+static void S(gemm_block)(int dim, int lo, int hi, int ta, int tb, int M, int N, int K,
+                          const T *A, int lda, const T *B, int ldb, T beta, T *C, int ldc)
+{
+    if (hi <= lo) return;
+    if (dim == 0)
+        S(fnn_gemm)(ta, tb, hi - lo, N, K, 1, ta ? A + lo : A + (int64_t)lo * lda, lda, B, ldb,
+                    beta, C + (int64_t)lo * ldc, ldc);
+    else
+        S(fnn_gemm)(ta, tb, M, hi - lo, K, 1, A, lda, tb ? B + (int64_t)lo * ldb : B + lo, ldb,
+                    beta, C + lo, ldc);
+}
+
+void S(fnn_gemm_split)(int nt, int dim, int parts, int ta, int tb, int M, int N, int K,
+                       const T *A, int lda, const T *B, int ldb, T beta, T *C, int ldc)
+{
+    if (parts < 2) { S(fnn_gemm)(ta, tb, M, N, K, 1, A, lda, B, ldb, beta, C, ldc); return; }
+    FNN_PAR_FOR(nt < parts ? nt : parts, t, parts, {
+        int lo, hi;
+        fnn_block(dim, parts, t, M, N, &lo, &hi);
+        S(gemm_block)(dim, lo, hi, ta, tb, M, N, K, A, lda, B, ldb, beta, C, ldc);
+    });
+}
+
+/* Check and time the cuts of one shape on synthetic data: values in [-1, 1)
+ * whose K-sums round differently in almost any other order. Everything here
+ * runs on the calling thread: timing each block alone is what a cut costs each
+ * thread, free of the scheduling noise of a parallel run (on a busy machine a
+ * fork can wait a whole time slice). Rows are tried first (they kept the bits
+ * on every kernel set tried); columns only when rows cannot be used. */
+static fnn_plan S(plan_measure)(int want, int ta, int tb, int M, int N, int K, int lda, int ldb,
+                                int ldc)
+{
+    fnn_plan best = {0, 1};
+    int64_t na = (int64_t)(ta ? K : M) * lda, nb = (int64_t)(tb ? N : K) * ldb,
+            nc = (int64_t)M * ldc;
+    T *A = (T *)malloc(sizeof(T) * (size_t)(na + nb + 2 * nc));
+    if (!A) return best;
+    T *B = A + na, *C0 = B + nb, *C1 = C0 + nc;
+    uint64_t x = 0x9E3779B97F4A7C15ull;
+    for (int64_t i = 0; i < na + nb; i++) {
+        x ^= x << 13; x ^= x >> 7; x ^= x << 17;
+        A[i] = (T)((double)(x >> 11) * (2.0 / 9007199254740992.0) - 1.0);
+    }
+    /* A tiny call first: a process's first BLAS call sets up buffers. Then the
+     * cut, then one call: any warm-up left counts against the cut. */
+    memset(C0, 0, sizeof(T) * (size_t)nc);
+    memset(C1, 0xff, sizeof(T) * (size_t)nc);   /* NaNs: a block left out shows */
+    S(fnn_gemm)(ta, tb, M < 2 ? M : 2, N < 2 ? N : 2, K < 8 ? K : 8, 1, A, lda, B, ldb, 0, C1, ldc);
+    double t_one = -1, t_cut;
+    for (int d = 0; d < 2 && best.parts == 1; d++) {
+        if (!fnn_cut_ok(d, want, M, N)) continue;
+        memset(C1, 0xff, sizeof(T) * (size_t)nc);
+        t_cut = 0;
+        for (int t = 0; t < want; t++) {
+            int lo, hi;
+            fnn_block(d, want, t, M, N, &lo, &hi);
+            double t0 = fnn_now();
+            S(gemm_block)(d, lo, hi, ta, tb, M, N, K, A, lda, B, ldb, 0, C1, ldc);
+            t0 = fnn_now() - t0;
+            if (t0 > t_cut) t_cut = t0;
+        }
+        if (t_one < 0) {   /* the reference, once */
+            t_one = fnn_now();
+            S(fnn_gemm)(ta, tb, M, N, K, 1, A, lda, B, ldb, 0, C0, ldc);
+            t_one = fnn_now() - t_one;
+        }
+        int same = 1;
+        for (int i = 0; i < M && same; i++)
+            same = !memcmp(C0 + (int64_t)i * ldc, C1 + (int64_t)i * ldc, sizeof(T) * (size_t)N);
+        /* The slowest block bounds the cut's time; it must save a quarter at
+         * least, or one call on one thread is as good (blocks of the wrong
+         * shape can cost more than the whole: 2.8x was measured on a Zen 1). */
+        if (same && t_cut <= 0.75 * t_one) {
+            best.dim = d;
+            best.parts = want;
+        }
+    }
+    free(A);
+    return best;
+}
+
+/* The cut of C = op(A) op(B) for `want` threads (see fnn_plan in kernels.c). */
+static fnn_plan S(gemm_plan)(int want, double macs, int ta, int tb, int M, int N, int K, int lda,
+                             int ldb, int ldc)
+{
+    fnn_plan plan = {0, 1};
+    if (fnn_force_dim >= 0) {
+        if (fnn_force_dim < 2 && fnn_cut_ok(fnn_force_dim, fnn_force_parts, M, N)) {
+            plan.dim = fnn_force_dim;
+            plan.parts = fnn_force_parts;
+        }
+        return plan;
+    }
+    if (want < 2 || !fnn_gemm_big(macs)) return plan;
+    int key[10] = {(int)sizeof(T), ta, tb, M, N, K, lda, ldb, ldc, want};
+    int found;
+#ifdef _OPENMP
+#pragma omp critical(fnn_plan)
+#endif
+    {
+        found = fnn_plan_find(key, &plan);
+        if (!found) {
+            plan = S(plan_measure)(want, ta, tb, M, N, K, lda, ldb, ldc);
+            fnn_plan_add(key, plan);
+        }
+    }
+    return plan;
+}
+
 /* -------------------------------------------------------------- linear */
 /* Y[r0:r1, c0:c1] = act(X W^T + b) for one block: GEMM then bias+activation while hot. */
 FNN_CLONES static void S(bias_act_rows)(int rows, int cols, int ld, const T *b, int act, T slope,
@@ -116,39 +227,25 @@ FNN_CLONES static void S(bias_act_rows)(int rows, int cols, int ld, const T *b, 
     }
 }
 
-static void S(linear_fwd_block)(int r0, int r1, int c0, int c1, int in, int out, const T *X,
-                                int ldx, const T *W, const T *b, int act, T slope, T *Z, T *Y)
-{
-    if (r1 <= r0 || c1 <= c0) return;
-    int64_t off = (int64_t)r0 * out + c0;
-    S(fnn_gemm)(0, 1, r1 - r0, c1 - c0, in, 1, X + (int64_t)r0 * ldx, ldx, W + (int64_t)c0 * in,
-                in, 0, Y + off, out);
-    S(bias_act_rows)(r1 - r0, c1 - c0, out, b ? b + c0 : NULL, act, slope, Z ? Z + off : NULL,
-                     Y + off);
-}
-
 void S(fnn_linear_forward)(int n, int in, int out, const T *X, int ldx, const T *W, const T *b,
                            int act, T slope, T *Z, T *Y)
 {
-    /* A few rows make the product a memory-bound pass over W: split it by W's
+    /* A few rows make the product a memory-bound pass over W: count it by W's
      * size then, since two cores stream W twice as fast as one. */
     double work = n <= 4 ? 4.0 * in * out : (double)n * in * out;
-    int parts = fnn_gemm_parts(work), nt = fnn_parts_threads(parts);
-    /* Split the larger output side: at small batch, splitting features lets each
-     * thread pack only its share of W. */
-    if (n >= out) {
-        int cs = (int)fnn_chunk(n, parts);
-        FNN_PAR_FOR(nt, t, parts, {
-            int r0 = (int)t * cs, r1 = r0 + cs < n ? r0 + cs : n;
-            S(linear_fwd_block)(r0, r1, 0, out, in, out, X, ldx, W, b, act, slope, Z, Y);
-        });
-    } else {
-        int cs = (int)fnn_chunk_aligned(out, parts);
-        FNN_PAR_FOR(nt, t, parts, {
-            int c0 = (int)t * cs, c1 = c0 + cs < out ? c0 + cs : out;
-            S(linear_fwd_block)(0, n, c0, c1, in, out, X, ldx, W, b, act, slope, Z, Y);
-        });
-    }
+    fnn_plan p = S(gemm_plan)(fnn_parts_threads(fnn_threads), work, 0, 1, n, out, in, ldx, in, out);
+    /* Each block gets its bias and activation while it is still in cache. */
+    FNN_PAR_FOR(fnn_parts_threads(p.parts), t, p.parts, {
+        int lo, hi;
+        fnn_block(p.dim, p.parts, t, n, out, &lo, &hi);
+        if (hi > lo) {
+            S(gemm_block)(p.dim, lo, hi, 0, 1, n, out, in, X, ldx, W, in, 0, Y, out);
+            int r0 = p.dim ? 0 : lo, c0 = p.dim ? lo : 0;
+            int64_t off = (int64_t)r0 * out + c0;
+            S(bias_act_rows)(p.dim ? n : hi - lo, p.dim ? hi - lo : out, out, b ? b + c0 : NULL,
+                             act, slope, Z ? Z + off : NULL, Y + off);
+        }
+    });
 }
 
 /* Columns [c0, c1) of dZ = dY * act', and their bias gradient, in one pass. The
@@ -172,7 +269,6 @@ void S(fnn_linear_backward)(int n, int in, int out, const T *X, int ldx, const T
                             T slope, const T *Z, const T *Y, const T *dY, T *dZ, T *dX, T *dW,
                             T *db, int accumulate)
 {
-    int parts = fnn_gemm_parts((double)n * in * out), nt = fnn_parts_threads(parts);
     if (db || act != FNN_ACT_NONE || dZ != dY) {
         int ntc = fnn_threads_for((double)n * out * 8);
         int cs = (int)fnn_chunk_aligned(out, ntc);
@@ -184,34 +280,24 @@ void S(fnn_linear_backward)(int n, int in, int out, const T *X, int ldx, const T
         dZ = (T *)dY;
     }
     T beta = accumulate ? 1 : 0;
-    /* Each part is one block of dW and one of dX; neither splits the reduction
-     * dimension, and the parts do not depend on the thread count. */
-    int wrows = out >= in;
-    int wcs = (int)(wrows ? fnn_chunk(out, parts) : fnn_chunk_aligned(in, parts));
-    int xrows = n >= in;
-    int xcs = (int)(xrows ? fnn_chunk(n, parts) : fnn_chunk_aligned(in, parts));
-    FNN_PAR_FOR(nt, t, parts, {
-        int lo = (int)t * wcs, hi;
-        if (wrows) {
-            hi = lo + wcs < out ? lo + wcs : out;
-            if (hi > lo) S(fnn_gemm)(1, 0, hi - lo, in, n, 1, dZ + lo, out, X, ldx, beta,
-                                     dW + (int64_t)lo * in, in);
+    /* dW = dZ^T X and dX = dZ W have the same size, so with dX wanted two
+     * threads first share the two whole products; each is cut only for the
+     * threads beyond that. Neither is ever cut along its K-sum. */
+    double macs = (double)n * in * out;
+    int nt = fnn_parts_threads(fnn_threads), nprod = dX ? 2 : 1;
+    int want = fnn_gemm_big(macs) ? nt / nprod : 1;
+    fnn_plan pw = S(gemm_plan)(want, macs, 1, 0, out, in, n, out, ldx, in);
+    fnn_plan px = {0, 0};
+    if (dX) px = S(gemm_plan)(want, macs, 0, 0, n, in, out, out, in, in);
+    int tasks = pw.parts + px.parts;
+    FNN_PAR_FOR(fnn_gemm_big(macs) ? fnn_parts_threads(tasks) : 1, t, tasks, {
+        int lo, hi;
+        if (t < pw.parts) {
+            fnn_block(pw.dim, pw.parts, t, out, in, &lo, &hi);
+            S(gemm_block)(pw.dim, lo, hi, 1, 0, out, in, n, dZ, out, X, ldx, beta, dW, in);
         } else {
-            hi = lo + wcs < in ? lo + wcs : in;
-            if (hi > lo) S(fnn_gemm)(1, 0, out, hi - lo, n, 1, dZ, out, X + lo, ldx, beta,
-                                     dW + lo, in);
-        }
-        if (dX) {
-            lo = (int)t * xcs;
-            if (xrows) {
-                hi = lo + xcs < n ? lo + xcs : n;
-                if (hi > lo) S(fnn_gemm)(0, 0, hi - lo, in, out, 1, dZ + (int64_t)lo * out, out,
-                                         W, in, 0, dX + (int64_t)lo * in, in);
-            } else {
-                hi = lo + xcs < in ? lo + xcs : in;
-                if (hi > lo) S(fnn_gemm)(0, 0, n, hi - lo, out, 1, dZ, out, W + lo, in, 0,
-                                         dX + lo, in);
-            }
+            fnn_block(px.dim, px.parts, t - pw.parts, n, in, &lo, &hi);
+            S(gemm_block)(px.dim, lo, hi, 0, 0, n, in, out, dZ, out, W, in, 0, dX, in);
         }
     });
 }

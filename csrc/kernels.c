@@ -2,6 +2,7 @@
  * pieces they share: BLAS pointers, the thread count and the OpenMP driver. */
 #define _GNU_SOURCE
 #include <math.h>
+#include <stdlib.h>
 #include <string.h>
 #include <stdint.h>
 #ifdef _OPENMP
@@ -74,24 +75,76 @@ static inline int fnn_threads_for(double work)
 #endif
 }
 
-/* GEMMs are cut into blocks that depend on the problem size and the machine only,
- * never on the thread count: BLAS rounds a block differently depending on its
- * shape (small-matrix paths, edge kernels), so a split that followed the thread
- * count would make results depend on it. Threads then share the blocks. */
-static int fnn_split = 0;
-static inline int fnn_gemm_parts(double macs)
+/* How a GEMM is cut into blocks. One call is the reference: at one thread a
+ * product is always a single BLAS call, so a cut never costs a serial run
+ * anything. With more threads it may be cut into row or column blocks, but only
+ * after gemm_plan (fnn_template.h) has checked, once per shape (at its second
+ * call), that the blocks give the very bits of the single call (on data whose
+ * K-sums round differently in almost any other order), and timed that the cut
+ * beats the single call. So results never
+ * depend on the thread count, on the cut, or on the timing noise that chose it.
+ * The check is needed: on OpenBLAS 0.3.30, row blocks at multiples of 24 rows
+ * kept the bits on every kernel set tried, but Haswell's sgemm rounds a column
+ * block differently from the whole (its dgemm does not). */
+typedef struct { int dim, parts; } fnn_plan;   /* dim 0: rows, 1: columns */
+static inline int fnn_gemm_big(double macs) { return macs / FNN_GEMM_PER_FLOP >= FNN_PAR_MIN; }
+/* Tests force a cut (dim 0/1, or 2 for one call) to compare its bits with one call. */
+static int fnn_force_dim = -1, fnn_force_parts = 1;
+void fnn_set_split(int dim, int parts) { fnn_force_dim = dim; fnn_force_parts = parts < 1 ? 1 : parts; }
+
+/* Plans are kept for the process in a hash table; a server fed every batch size
+ * from 1 to 1024 fills a quarter of it with an MLP's three layers. Beyond 3/4
+ * full, new shapes run as one call rather than pay for a check on every call. */
+#define FNN_PLAN_SLOTS 8192
+typedef struct { int key[10]; fnn_plan plan; int planned; } fnn_plan_slot;   /* key[0] == 0: empty */
+static fnn_plan_slot fnn_plans[FNN_PLAN_SLOTS];
+static int fnn_nplans = 0;
+static int fnn_plan_stats[3];   /* plans made: one call, rows, columns */
+void fnn_split_stats(int *out) { for (int i = 0; i < 3; i++) out[i] = fnn_plan_stats[i]; }
+static fnn_plan_slot *fnn_plan_slot_of(const int *key)
 {
-    if (macs / FNN_GEMM_PER_FLOP < FNN_PAR_MIN) return 1;
-    if (!fnn_split) {
-#ifdef _OPENMP
-        int p = omp_get_num_procs();
-        fnn_split = p < 1 ? 1 : p > 8 ? 8 : p;
-#else
-        fnn_split = 1;
-#endif
-    }
-    return fnn_split;
+    uint32_t h = 2166136261u;
+    for (int i = 0; i < 10; i++) h = (h ^ (uint32_t)key[i]) * 16777619u;
+    for (uint32_t i = h & (FNN_PLAN_SLOTS - 1);; i = (i + 1) & (FNN_PLAN_SLOTS - 1))
+        if (!fnn_plans[i].key[0] || !memcmp(fnn_plans[i].key, key, sizeof fnn_plans[i].key))
+            return fnn_plans + i;
 }
+/* 1: *plan is the plan; 0: plan now (and fnn_plan_add it). A shape's first call
+ * runs as one call and is only remembered: a product run once (a fresh process
+ * predicting once) would not repay the check, which costs about three calls. */
+static int fnn_plan_find(const int *key, fnn_plan *plan)
+{
+    fnn_plan_slot *slot = fnn_plan_slot_of(key);
+    plan->dim = 0;
+    plan->parts = 1;
+    if (slot->key[0]) {
+        if (!slot->planned) return 0;
+        *plan = slot->plan;
+        return 1;
+    }
+    if (fnn_nplans < FNN_PLAN_SLOTS / 4 * 3) {
+        memcpy(slot->key, key, sizeof slot->key);
+        slot->planned = 0;
+        fnn_nplans++;
+    }
+    return 1;
+}
+static void fnn_plan_add(const int *key, fnn_plan plan)
+{
+    fnn_plan_slot *slot = fnn_plan_slot_of(key);
+    fnn_plan_stats[plan.parts < 2 ? 0 : 1 + plan.dim]++;
+    slot->plan = plan;
+    slot->planned = 1;
+}
+static inline double fnn_now(void)
+{
+#ifdef _OPENMP
+    return omp_get_wtime();
+#else
+    return 0;
+#endif
+}
+
 static inline int fnn_parts_threads(int parts)
 {
 #ifdef _OPENMP
@@ -108,6 +161,28 @@ static inline int64_t fnn_chunk_aligned(int64_t n, int nt)
 {
     int64_t c = (n + nt - 1) / nt;
     return nt == 1 ? n : (c + 15) & ~(int64_t)15;
+}
+/* Bounds of block t of `parts` along rows (dim 0) or columns (dim 1). Blocks
+ * start at multiples of 24 rows or 16 columns (64 bytes): measured on OpenBLAS
+ * 0.3.30, cuts off the micro-kernels' unroll (12 rows for Haswell sgemm, 8 for
+ * Sandybridge and Nehalem) change the bits of one call, aligned ones do not. */
+#define FNN_CUT_ROWS 24
+static inline void fnn_block(int dim, int parts, int64_t t, int M, int N, int *lo, int *hi)
+{
+    int64_t size = dim ? N : M, cs = fnn_chunk(size, parts);
+    if (parts > 1) cs = dim ? (cs + 15) & ~(int64_t)15 : (cs + FNN_CUT_ROWS - 1) / FNN_CUT_ROWS * FNN_CUT_ROWS;
+    int64_t l = t * cs, h = l + cs;
+    *lo = (int)(l < size ? l : size);
+    *hi = (int)(h < size ? h : size);
+}
+/* Can `parts` blocks along dim all be non-empty? A one-row block would go to
+ * gemv, whose sums run in another order than gemm's. */
+static inline int fnn_cut_ok(int dim, int parts, int M, int N)
+{
+    int lo, hi;
+    if (parts < 2) return 0;
+    fnn_block(dim, parts, parts - 1, M, N, &lo, &hi);
+    return hi - lo >= (dim || M == 1 ? 1 : 2);
 }
 
 #define FNN_NCHUNK 64

@@ -60,6 +60,21 @@ def test_gemm(dtype, m, k, n, ta, tb, alpha, beta, seed):
     assert_close(c_k, c_r, dtype, scale=max(1.0, float(np.abs(c_r).max()), np.sqrt(k)))
 
 
+@SETTINGS
+@given(dtype=DTYPES, m=DIM, k=DIM, n=DIM, ta=st.booleans(), tb=st.booleans(),
+       dim=st.integers(0, 1), parts=st.integers(1, 4), threads=st.integers(1, 3),
+       beta=st.sampled_from([0.0, 1.0]), seed=SEEDS)
+def test_gemm_split(dtype, m, k, n, ta, tb, dim, parts, threads, beta, seed):
+    rng = np.random.default_rng(seed)
+    a = randn(rng, (k, m) if ta else (m, k), dtype)
+    b = randn(rng, (n, k) if tb else (k, n), dtype)
+    c0 = randn(rng, (m, n), dtype)
+    c_k, c_r = c0.copy(), c0.copy()
+    _ops.gemm_split(a, b, c_k, ta, tb, dim, parts, threads, beta)
+    ref.gemm_split(a, b, c_r, ta, tb, dim, parts, threads, beta)
+    assert_close(c_k, c_r, dtype, scale=max(1.0, float(np.abs(c_r).max()), np.sqrt(k)))
+
+
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("beta", [0.0, 0.5])
 def test_gemm_empty_inner_dimension(dtype, beta):
@@ -849,6 +864,7 @@ def kernel_calls(dtype=np.float64):
     f = lambda *s: _f(*s, dtype=dtype)  # noqa: E731
     return [
         ("gemm", _ops.gemm, [f(4, 3), f(3, 5), f(4, 5)]),
+        ("gemm_split", _ops.gemm_split, [f(4, 3), f(3, 5), f(4, 5), False, False, 1, 2]),
         ("linear_forward", _ops.linear_forward, [f(4, 3), f(5, 3), f(5), 1, 0.0, f(4, 5), f(4, 5)]),
         ("linear_backward", _ops.linear_backward,
          [f(4, 3), f(5, 3), 5, 0.0, f(4, 5), f(4, 5), f(4, 5), f(4, 5), f(4, 3), f(5, 3), f(5)]),

@@ -86,7 +86,10 @@ cdef extern from "fnn.h" nogil:
     int fnn_openmp_max_threads() noexcept
     int fnn_openmp_pool_started() noexcept
     int fnn_labels_in_range(int64_t n, int64_t *labels, int64_t C) noexcept
+    void fnn_set_split(int dim, int parts) noexcept
+    void fnn_split_stats(int *out) noexcept
     void fnn_gemm_f32(int ta, int tb, int M, int N, int K, float alpha, float *A, int lda, float *B, int ldb, float beta, float *C, int ldc) noexcept
+    void fnn_gemm_split_f32(int nt, int dim, int parts, int ta, int tb, int M, int N, int K, float *A, int lda, float *B, int ldb, float beta, float *C, int ldc) noexcept
     void fnn_linear_forward_f32(int n, int n_in, int n_out, float *X, int ldx, float *W, float *b, int act, float slope, float *Z, float *Y) noexcept
     void fnn_linear_backward_f32(int n, int n_in, int n_out, float *X, int ldx, float *W, int act, float slope, float *Z, float *Y, float *dY, float *dZ, float *dX, float *dW, float *db, int accumulate) noexcept
     void fnn_act_forward_f32(int act, float slope, int64_t n, float *x, float *y) noexcept
@@ -110,6 +113,7 @@ cdef extern from "fnn.h" nogil:
     void fnn_embedding_forward_f32(int64_t n, int dim, int64_t *idx, float *W, float *out) noexcept
     void fnn_embedding_backward_f32(int64_t n, int dim, int64_t num, int64_t *idx, float *gout, float *gW, int accumulate) noexcept
     void fnn_gemm_f64(int ta, int tb, int M, int N, int K, double alpha, double *A, int lda, double *B, int ldb, double beta, double *C, int ldc) noexcept
+    void fnn_gemm_split_f64(int nt, int dim, int parts, int ta, int tb, int M, int N, int K, double *A, int lda, double *B, int ldb, double beta, double *C, int ldc) noexcept
     void fnn_linear_forward_f64(int n, int n_in, int n_out, double *X, int ldx, double *W, double *b, int act, double slope, double *Z, double *Y) noexcept
     void fnn_linear_backward_f64(int n, int n_in, int n_out, double *X, int ldx, double *W, int act, double slope, double *Z, double *Y, double *dY, double *dZ, double *dX, double *dW, double *db, int accumulate) noexcept
     void fnn_act_forward_f64(int act, double slope, int64_t n, double *x, double *y) noexcept

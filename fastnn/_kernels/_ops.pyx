@@ -75,6 +75,39 @@ def gemm(floating[:, ::1] a, floating[:, ::1] b, floating[:, ::1] c, bint trans_
                      beta, &c[0, 0], n)
 
 
+def gemm_split(floating[:, ::1] a, floating[:, ::1] b, floating[:, ::1] c, bint trans_a, bint trans_b,
+               int dim, int parts, int threads=1, double beta=0.0):
+    """c = op(a) @ op(b) + beta * c computed as `parts` row (dim 0) or column (dim 1)
+    blocks on up to `threads` threads: the cuts whose bits the tests compare."""
+    cdef int m = a.shape[1] if trans_a else a.shape[0]
+    cdef int k = a.shape[0] if trans_a else a.shape[1]
+    cdef int kb = b.shape[1] if trans_b else b.shape[0]
+    cdef int n = b.shape[0] if trans_b else b.shape[1]
+    _need(k == kb and c.shape[0] == m and c.shape[1] == n and k > 0, "gemm_split: shapes do not match")
+    _need(dim in (0, 1) and parts >= 1 and threads >= 1, "gemm_split: dim, parts or threads")
+    if m == 0 or n == 0:
+        return
+    if floating is float:
+        fnn_gemm_split_f32(threads, dim, parts, trans_a, trans_b, m, n, k, &a[0, 0], a.shape[1],
+                           &b[0, 0], b.shape[1], <float>beta, &c[0, 0], n)
+    else:
+        fnn_gemm_split_f64(threads, dim, parts, trans_a, trans_b, m, n, k, &a[0, 0], a.shape[1],
+                           &b[0, 0], b.shape[1], beta, &c[0, 0], n)
+
+
+def set_split(int dim, int parts=2):
+    """Force linear_forward/backward's GEMMs into `parts` blocks along dim (0 rows,
+    1 columns, 2 one call) whatever the thread count; dim=-1 restores planning."""
+    fnn_set_split(dim, parts)
+
+
+def split_stats():
+    """GEMM plans made in this process: (one call, row blocks, column blocks)."""
+    cdef int out[3]
+    fnn_split_stats(out)
+    return out[0], out[1], out[2]
+
+
 # ------------------------------------------------------------------- linear
 def linear_forward(floating[:, ::1] x, floating[:, ::1] w, floating[::1] b, int act,
                    double slope, floating[:, ::1] z, floating[:, ::1] y):
