@@ -335,15 +335,18 @@ def cross_entropy_ignore(z, labels, ignore_index, smoothing, grad, weight=None):
 
 
 def embedding_bag_forward(idx, weight, mean, out):
-    s = weight[idx].sum(axis=1)
-    out[...] = s / weight.dtype.type(idx.shape[1]) if mean else s
+    """idx: out.shape[0] bags of equal size, flattened row-major."""
+    bags = idx.reshape(out.shape[0], -1)
+    s = weight[bags].sum(axis=1)
+    out[...] = s / weight.dtype.type(bags.shape[1]) if mean else s
 
 
 def embedding_bag_backward(idx, gout, mean, gweight, accumulate=False):
     if not accumulate:
         gweight[...] = 0
-    g = gout * gout.dtype.type(1.0 / idx.shape[1]) if mean else gout
-    np.add.at(gweight, idx.reshape(-1), np.repeat(g, idx.shape[1], axis=0))
+    bag = idx.size // gout.shape[0]
+    g = gout * gout.dtype.type(1.0 / bag) if mean else gout
+    np.add.at(gweight, idx, np.repeat(g, bag, axis=0))
 
 
 def _conv_taps(L, k, stride, dilation, pad_left, l_out):

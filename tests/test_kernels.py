@@ -879,6 +879,13 @@ def kernel_calls(dtype=np.float64):
         ("dropout_forward", _ops.dropout_forward, [f(6), f(6), f(6), 0.5, 7]),
         ("embedding_forward", _ops.embedding_forward, [_i(4), f(3, 5), f(4, 5)]),
         ("embedding_backward", _ops.embedding_backward, [_i(4), f(4, 5), f(3, 5)]),
+        ("cross_entropy_ignore", _ops.cross_entropy_ignore, [f(4, 3), _i(4), -100, 0.0, f(4, 3)]),
+        ("embedding_bag_forward", _ops.embedding_bag_forward, [_i(8), f(3, 5), True, f(4, 5)]),
+        ("embedding_bag_backward", _ops.embedding_bag_backward, [_i(8), f(4, 5), True, f(3, 5)]),
+        ("conv1d_forward", _ops.conv1d_forward,
+         [f(2, 3, 6), f(4, 3, 2), f(4), 1, 1, 0, 0, f(2, 6, 5), f(2, 4, 5)]),
+        ("conv1d_backward", _ops.conv1d_backward,
+         [f(4, 3, 2), f(2, 6, 5), f(2, 4, 5), 1, 1, 0, 0, f(2, 6, 5), f(2, 3, 6), f(4, 3, 2), f(4)]),
     ]
 
 

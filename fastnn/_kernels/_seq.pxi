@@ -32,38 +32,42 @@ def cross_entropy_ignore(floating[:, ::1] z, const int64_t[::1] labels, long lon
 
 
 # ------------------------------------------------------------- EmbeddingBag
-def embedding_bag_forward(const int64_t[:, ::1] idx, floating[:, ::1] weight, bint mean,
+def embedding_bag_forward(const int64_t[::1] idx, floating[:, ::1] weight, bint mean,
                           floating[:, ::1] out):
-    """out[i] = sum (mean=False) or mean (mean=True) of weight[idx[i, j]] over j."""
-    cdef Py_ssize_t n = idx.shape[0]
-    cdef int bag = idx.shape[1], dim = weight.shape[1]
-    _need(out.shape[0] == n and out.shape[1] == dim, "embedding_bag_forward: shapes")
-    _need(bag > 0, "embedding_bag_forward: bags must not be empty")
+    """out[i] = sum (mean=False) or mean (mean=True) of weight[idx[i*bag + j]] over j:
+    idx holds out.shape[0] bags of bag = len(idx) / out.shape[0] ids, row-major."""
+    cdef Py_ssize_t n = out.shape[0]
+    cdef int bag = idx.shape[0] // n if n else 0, dim = weight.shape[1]
+    _need(out.shape[1] == dim, "embedding_bag_forward: shapes")
+    _need(bag > 0 and idx.shape[0] == n * bag,
+          "embedding_bag_forward: idx must hold n equal, non-empty bags")
     if n == 0 or dim == 0:
         return
-    if not fnn_labels_in_range(n * bag, <int64_t *>&idx[0, 0], weight.shape[0]):
+    if not fnn_labels_in_range(n * bag, <int64_t *>&idx[0], weight.shape[0]):
         raise ValueError(f"embedding_bag: indices must be in [0, {weight.shape[0]})")
     with nogil:
         if floating is float:
-            fnn_embedding_bag_forward_f32(n, bag, dim, <int64_t *>&idx[0, 0], &weight[0, 0], mean,
+            fnn_embedding_bag_forward_f32(n, bag, dim, <int64_t *>&idx[0], &weight[0, 0], mean,
                                           &out[0, 0])
         else:
-            fnn_embedding_bag_forward_f64(n, bag, dim, <int64_t *>&idx[0, 0], &weight[0, 0], mean,
+            fnn_embedding_bag_forward_f64(n, bag, dim, <int64_t *>&idx[0], &weight[0, 0], mean,
                                           &out[0, 0])
 
 
-def embedding_bag_backward(const int64_t[:, ::1] idx, floating[:, ::1] gout, bint mean,
+def embedding_bag_backward(const int64_t[::1] idx, floating[:, ::1] gout, bint mean,
                            floating[:, ::1] gweight, bint accumulate=False):
-    """gweight (+)= gout[i] (divided by the bag size for the mean) at every id of bag i."""
-    cdef Py_ssize_t n = idx.shape[0]
-    cdef int bag = idx.shape[1], dim = gweight.shape[1]
-    _need(gout.shape[0] == n and gout.shape[1] == dim, "embedding_bag_backward: shapes")
-    _need(bag > 0, "embedding_bag_backward: bags must not be empty")
+    """gweight (+)= gout[i] (divided by the bag size for the mean) at every id of bag i
+    (idx as in embedding_bag_forward)."""
+    cdef Py_ssize_t n = gout.shape[0]
+    cdef int bag = idx.shape[0] // n if n else 0, dim = gweight.shape[1]
+    _need(gout.shape[1] == dim, "embedding_bag_backward: shapes")
+    _need(bag > 0 and idx.shape[0] == n * bag,
+          "embedding_bag_backward: idx must hold n equal, non-empty bags")
     if gweight.shape[0] == 0 or dim == 0:
         return
-    if n and not fnn_labels_in_range(n * bag, <int64_t *>&idx[0, 0], gweight.shape[0]):
+    if n and not fnn_labels_in_range(n * bag, <int64_t *>&idx[0], gweight.shape[0]):
         raise ValueError(f"embedding_bag: indices must be in [0, {gweight.shape[0]})")
-    cdef int64_t *pidx = <int64_t *>&idx[0, 0] if n else NULL
+    cdef int64_t *pidx = <int64_t *>&idx[0] if n else NULL
     cdef floating *pg = &gout[0, 0] if n else NULL
     with nogil:
         if floating is float:

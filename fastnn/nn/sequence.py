@@ -51,8 +51,9 @@ class EmbeddingBag(Module):
 
     def _forward(self, x):
         y = self._buffer("y", (x.shape[0], self.embedding_dim))
-        _ops.embedding_bag_forward(x, self.weight.data, self.mode == "mean", y)
-        self._idx, self._out = x, y
+        idx = x.reshape(-1)
+        _ops.embedding_bag_forward(idx, self.weight.data, self.mode == "mean", y)
+        self._idx, self._out = idx, y
         return y
 
     def _backward(self, grad, accumulate, need_input_grad):
