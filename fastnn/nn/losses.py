@@ -225,11 +225,9 @@ class CrossEntropyLoss(_Loss):
         if weight is not None and output.ndim == 3:  # one weight per sequence: per position
             weight = np.repeat(weight, output.shape[1])
         if target.dtype == np.int64:
-            labels = target.reshape(-1)
-            if _ops.labels_in_range(labels, C):
-                return _ops.cross_entropy_labels(z, labels, self.label_smoothing, g, weight)
-            return _ops.cross_entropy_ignore(z, labels, self.ignore_index, self.label_smoothing,
-                                             g, weight)
+            # without ignored labels this is cross_entropy_labels, bit for bit
+            return _ops.cross_entropy_ignore(z, target.reshape(-1), self.ignore_index,
+                                             self.label_smoothing, g, weight)
         return _ops.cross_entropy_probs(z, target.reshape(-1, C), self.label_smoothing, g, weight)
 
     def __repr__(self):

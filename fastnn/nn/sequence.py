@@ -120,12 +120,12 @@ class Conv1d(Module):
                 raise ValueError(f"Conv1d: padding must be an int, 'valid' or 'same', got {padding!r}")
         else:
             left = right = _int_arg(padding, "padding", 0)
+        self.padding = padding if isinstance(padding, str) else left  # as given (torch's attribute)
         if self.causal:
             if padding not in (0, "valid"):
                 raise ValueError(f"Conv1d: causal=True pads on the left itself; padding must be 0, "
                                  f"got {padding!r}")
             left, right = span, 0
-        self.padding = padding if isinstance(padding, str) else left
         self._pads = (left, right)
         self._dtype = V.as_dtype(dtype)
         shape = (self.out_channels, self.in_channels, self.kernel_size)
