@@ -609,6 +609,27 @@ def test_sequential_on_sequences_trains_and_predicts():
     assert ev["accuracy"] > 0.8
 
 
+def test_per_position_language_model_with_padding():
+    """Embedding -> Linear -> GELU -> Linear over (batch, time): logits (batch, time,
+    vocab) against the next ids, padded positions ignored; eval forward and
+    predict take the layers' path (an Embedding without Flatten is not compiled)."""
+    fn.seed(0)
+    seq = np.tile(np.array([0, 1, 2, 3, 4, 5]), 50)
+    X = np.stack([seq[i:i + 5] for i in range(0, 200)])
+    Y = np.stack([seq[i + 1:i + 6] for i in range(0, 200)])
+    Y[::4, :2] = -100
+    model = fn.Sequential(fn.Embedding(6, 8), fn.Linear(8, 16), fn.GELU(), fn.Linear(16, 6))
+    assert model.compiled(5) is None
+    trainer = fn.Trainer(model, fn.CrossEntropyLoss(), fn.Adam(model.parameters(), lr=0.02))
+    trainer.fit(X, Y, epochs=10, batch_size=20, progress=False, seed=0)
+    assert trainer.evaluate(X, Y)["accuracy"] > 0.99
+    model.eval()
+    out = model(X[:7])
+    assert out.shape == (7, 5, 6)
+    np.testing.assert_array_equal(out.argmax(-1), (X[:7] + 1) % 6)
+    np.testing.assert_allclose(model.predict(X[:7], batch_size=3), out, rtol=1e-6, atol=1e-6)
+
+
 def test_sequential_with_embedding_bag_is_not_compiled():
     fn.seed(0)
     model = fn.Sequential(EmbeddingBag(10, 4), fn.Linear(4, 3))

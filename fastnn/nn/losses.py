@@ -215,8 +215,10 @@ class CrossEntropyLoss(_Loss):
 
     def _compiled(self, target, output_act):
         labels = getattr(target, "dtype", None) == np.int64
-        if labels and getattr(target, "ndim", 0) == 1 and np.any(target == self.ignore_index):
-            return None  # the compiled step has no ignored rows
+        # the compiled step has no ignored rows; a negative ignore_index is already
+        # out of its label range (target_ok), a real class has to be looked for
+        if labels and self.ignore_index >= 0 and np.any(target == self.ignore_index):
+            return None
         return (_ops.LOSS_CE_LABELS if labels else _ops.LOSS_CE_PROBS), self.label_smoothing
 
     def _compute(self, output, target, grad, weight):
