@@ -51,14 +51,33 @@ FNN_CLONES static void S(bag_rows)(int64_t r0, int64_t r1, int bag, int dim, con
     }
 }
 
+/* max: per column the largest entry, the first id that has it in arg */
+FNN_CLONES static void S(bag_max_rows)(int64_t r0, int64_t r1, int bag, int dim,
+                                       const int64_t *idx, const T *W, T *out, int64_t *arg)
+{
+    for (int64_t i = r0; i < r1; i++) {
+        T *o = out + i * dim;
+        int64_t *a = arg + i * dim;
+        const int64_t *id = idx + i * bag;
+        memcpy(o, W + id[0] * dim, sizeof(T) * (size_t)dim);
+        for (int c = 0; c < dim; c++) a[c] = id[0];
+        for (int j = 1; j < bag; j++) {
+            const T *w = W + id[j] * dim;
+            for (int c = 0; c < dim; c++)
+                if (w[c] > o[c]) { o[c] = w[c]; a[c] = id[j]; }
+        }
+    }
+}
+
 void S(fnn_embedding_bag_forward)(int64_t n, int bag, int dim, const int64_t *idx, const T *W,
-                                  int mean, T *out)
+                                  int mode, T *out, int64_t *arg)
 {
     int nt = fnn_threads_for((double)n * bag * dim);
     int64_t cs = fnn_chunk(n, nt);
     FNN_PAR_FOR(nt, c, nt, {
         int64_t lo = c * cs, hi = lo + cs < n ? lo + cs : n;
-        if (hi > lo) S(bag_rows)(lo, hi, bag, dim, idx, W, mean, out);
+        if (hi > lo && mode == FNN_BAG_MAX) S(bag_max_rows)(lo, hi, bag, dim, idx, W, out, arg);
+        else if (hi > lo) S(bag_rows)(lo, hi, bag, dim, idx, W, mode == FNN_BAG_MEAN, out);
     });
 }
 
@@ -76,15 +95,28 @@ FNN_CLONES static void S(bag_scatter_cols)(int64_t n, int bag, int dim, int c0, 
     }
 }
 
+static void S(bag_max_scatter_cols)(int64_t n, int dim, int c0, int c1, const int64_t *arg,
+                                    const T *gout, T *gW)
+{
+    for (int64_t i = 0; i < n; i++) {
+        const T *g = gout + i * dim;
+        const int64_t *a = arg + i * dim;
+        for (int c = c0; c < c1; c++) gW[a[c] * dim + c] += g[c];
+    }
+}
+
 void S(fnn_embedding_bag_backward)(int64_t n, int bag, int dim, int64_t num, const int64_t *idx,
-                                   const T *gout, int mean, T *gW, int accumulate)
+                                   const T *gout, int mode, const int64_t *arg, T *gW,
+                                   int accumulate)
 {
     if (!accumulate) memset(gW, 0, sizeof(T) * (size_t)(num * dim));
-    int nt = fnn_threads_for((double)n * bag * dim * 2);
+    int nt = fnn_threads_for((double)n * (mode == FNN_BAG_MAX ? 1 : bag) * dim * 2);
     int cs = (int)fnn_chunk_aligned(dim, nt);
     FNN_PAR_FOR(nt, c, nt, {
         int c0 = (int)c * cs, c1 = c0 + cs < dim ? c0 + cs : dim;
-        if (c1 > c0) S(bag_scatter_cols)(n, bag, dim, c0, c1, idx, gout, mean, gW);
+        if (c1 > c0 && mode == FNN_BAG_MAX) S(bag_max_scatter_cols)(n, dim, c0, c1, arg, gout, gW);
+        else if (c1 > c0)
+            S(bag_scatter_cols)(n, bag, dim, c0, c1, idx, gout, mode == FNN_BAG_MEAN, gW);
     });
 }
 

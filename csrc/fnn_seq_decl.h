@@ -8,14 +8,20 @@ double FNN_S(fnn_cross_entropy_ignore)(int n, int C, const FNN_T *z, const int64
                                        const FNN_T *w, int64_t *count);
 
 /* EmbeddingBag over n bags of `bag` ids each (idx row-major (n, bag)): out (n, dim) is
- * the sum (mean=0) or the mean (mean=1) of the bag's rows of W. */
+ * the sum, the mean or the columnwise max (whose id goes to arg (n, dim); arg is
+ * unused otherwise) of the bag's rows of W. */
+#ifndef FNN_BAG_MODES
+#define FNN_BAG_MODES
+enum { FNN_BAG_SUM = 0, FNN_BAG_MEAN = 1, FNN_BAG_MAX = 2 };
+#endif
 void FNN_S(fnn_embedding_bag_forward)(int64_t n, int bag, int dim, const int64_t *idx,
-                                      const FNN_T *W, int mean, FNN_T *out);
-/* gW (+)= scatter of gout (scaled by 1/bag for the mean) to every id of its bag;
- * split by columns, each gW row summed in index order: independent of the thread count. */
+                                      const FNN_T *W, int mode, FNN_T *out, int64_t *arg);
+/* gW (+)= scatter of gout (scaled by 1/bag for the mean; to the arg rows for the max)
+ * to the ids of its bag; split by columns, each gW entry summed in bag order:
+ * independent of the thread count. */
 void FNN_S(fnn_embedding_bag_backward)(int64_t n, int bag, int dim, int64_t num,
-                                       const int64_t *idx, const FNN_T *gout, int mean,
-                                       FNN_T *gW, int accumulate);
+                                       const int64_t *idx, const FNN_T *gout, int mode,
+                                       const int64_t *arg, FNN_T *gW, int accumulate);
 
 /* Conv1d on x (B, Cin, L) with W (Cout, Cin, k), zero padding pl on the left (the
  * right padding is implied by Lout): col (B, Cin*k, Lout) receives the im2col

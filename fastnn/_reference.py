@@ -334,18 +334,30 @@ def cross_entropy_ignore(z, labels, ignore_index, smoothing, grad, weight=None):
     return value
 
 
-def embedding_bag_forward(idx, weight, mean, out):
+BAG_SUM, BAG_MEAN, BAG_MAX = range(3)
+
+
+def embedding_bag_forward(idx, weight, mode, out, arg=None):
     """idx: out.shape[0] bags of equal size, flattened row-major."""
     bags = idx.reshape(out.shape[0], -1)
-    s = weight[bags].sum(axis=1)
-    out[...] = s / weight.dtype.type(bags.shape[1]) if mean else s
+    rows = weight[bags]  # (n, bag, dim)
+    if mode == BAG_MAX:
+        j = rows.argmax(axis=1)  # the first maximum, as the kernel
+        out[...] = np.take_along_axis(rows, j[:, None, :], axis=1)[:, 0]
+        arg[...] = np.take_along_axis(bags, j, axis=1)
+        return
+    s = rows.sum(axis=1)
+    out[...] = s / weight.dtype.type(bags.shape[1]) if mode == BAG_MEAN else s
 
 
-def embedding_bag_backward(idx, gout, mean, gweight, accumulate=False):
+def embedding_bag_backward(idx, gout, mode, arg, gweight, accumulate=False):
     if not accumulate:
         gweight[...] = 0
+    if mode == BAG_MAX:
+        np.add.at(gweight, (arg, np.arange(gout.shape[1])[None, :]), gout)
+        return
     bag = idx.size // gout.shape[0]
-    g = gout * gout.dtype.type(1.0 / bag) if mean else gout
+    g = gout * gout.dtype.type(1.0 / bag) if mode == BAG_MEAN else gout
     np.add.at(gweight, idx, np.repeat(g, bag, axis=0))
 
 

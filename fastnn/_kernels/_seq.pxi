@@ -32,10 +32,25 @@ def cross_entropy_ignore(floating[:, ::1] z, const int64_t[::1] labels, long lon
 
 
 # ------------------------------------------------------------- EmbeddingBag
-def embedding_bag_forward(const int64_t[::1] idx, floating[:, ::1] weight, bint mean,
-                          floating[:, ::1] out):
-    """out[i] = sum (mean=False) or mean (mean=True) of weight[idx[i*bag + j]] over j:
-    idx holds out.shape[0] bags of bag = len(idx) / out.shape[0] ids, row-major."""
+BAG_SUM = FNN_BAG_SUM
+BAG_MEAN = FNN_BAG_MEAN
+BAG_MAX = FNN_BAG_MAX
+
+
+cdef int64_t *_bag_arg(int mode, const int64_t[:, ::1] arg, Py_ssize_t n, int dim, str where) except? NULL:
+    _need(0 <= mode <= FNN_BAG_MAX, f"{where}: mode must be BAG_SUM, BAG_MEAN or BAG_MAX")
+    if mode != FNN_BAG_MAX:
+        return NULL
+    _need(arg is not None and arg.shape[0] == n and arg.shape[1] == dim,
+          f"{where}: the max needs arg of shape (n, dim)")
+    return <int64_t *>&arg[0, 0]
+
+
+def embedding_bag_forward(const int64_t[::1] idx, floating[:, ::1] weight, int mode,
+                          floating[:, ::1] out, int64_t[:, ::1] arg=None):
+    """out[i] = sum, mean or columnwise max (mode BAG_SUM/BAG_MEAN/BAG_MAX) of
+    weight[idx[i*bag + j]] over j: idx holds out.shape[0] bags of bag = len(idx) /
+    out.shape[0] ids, row-major. For the max, arg (n, dim) receives each entry's id."""
     cdef Py_ssize_t n = out.shape[0]
     cdef int bag = idx.shape[0] // n if n else 0, dim = weight.shape[1]
     _need(out.shape[1] == dim, "embedding_bag_forward: shapes")
@@ -43,21 +58,24 @@ def embedding_bag_forward(const int64_t[::1] idx, floating[:, ::1] weight, bint 
           "embedding_bag_forward: idx must hold n equal, non-empty bags")
     if n == 0 or dim == 0:
         return
+    cdef int64_t *parg = _bag_arg(mode, arg, n, dim, "embedding_bag_forward")
     if not fnn_labels_in_range(n * bag, <int64_t *>&idx[0], weight.shape[0]):
         raise ValueError(f"embedding_bag: indices must be in [0, {weight.shape[0]})")
     with nogil:
         if floating is float:
-            fnn_embedding_bag_forward_f32(n, bag, dim, <int64_t *>&idx[0], &weight[0, 0], mean,
-                                          &out[0, 0])
+            fnn_embedding_bag_forward_f32(n, bag, dim, <int64_t *>&idx[0], &weight[0, 0], mode,
+                                          &out[0, 0], parg)
         else:
-            fnn_embedding_bag_forward_f64(n, bag, dim, <int64_t *>&idx[0], &weight[0, 0], mean,
-                                          &out[0, 0])
+            fnn_embedding_bag_forward_f64(n, bag, dim, <int64_t *>&idx[0], &weight[0, 0], mode,
+                                          &out[0, 0], parg)
 
 
-def embedding_bag_backward(const int64_t[::1] idx, floating[:, ::1] gout, bint mean,
-                           floating[:, ::1] gweight, bint accumulate=False):
-    """gweight (+)= gout[i] (divided by the bag size for the mean) at every id of bag i
-    (idx as in embedding_bag_forward)."""
+def embedding_bag_backward(const int64_t[::1] idx, floating[:, ::1] gout, int mode,
+                           const int64_t[:, ::1] arg, floating[:, ::1] gweight,
+                           bint accumulate=False):
+    """gweight (+)= gout[i] at every id of bag i (divided by the bag size for the
+    mean; for the max, entry (i, c) goes to row arg[i, c] only). idx as in
+    embedding_bag_forward; arg is None except for the max."""
     cdef Py_ssize_t n = gout.shape[0]
     cdef int bag = idx.shape[0] // n if n else 0, dim = gweight.shape[1]
     _need(gout.shape[1] == dim, "embedding_bag_backward: shapes")
@@ -65,16 +83,19 @@ def embedding_bag_backward(const int64_t[::1] idx, floating[:, ::1] gout, bint m
           "embedding_bag_backward: idx must hold n equal, non-empty bags")
     if gweight.shape[0] == 0 or dim == 0:
         return
+    cdef int64_t *parg = _bag_arg(mode, arg, n, dim, "embedding_bag_backward") if n else NULL
     if n and not fnn_labels_in_range(n * bag, <int64_t *>&idx[0], gweight.shape[0]):
         raise ValueError(f"embedding_bag: indices must be in [0, {gweight.shape[0]})")
+    if parg != NULL and not fnn_labels_in_range(n * dim, parg, gweight.shape[0]):
+        raise ValueError(f"embedding_bag: arg must be in [0, {gweight.shape[0]})")
     cdef int64_t *pidx = <int64_t *>&idx[0] if n else NULL
     cdef floating *pg = &gout[0, 0] if n else NULL
     with nogil:
         if floating is float:
-            fnn_embedding_bag_backward_f32(n, bag, dim, gweight.shape[0], pidx, pg, mean,
+            fnn_embedding_bag_backward_f32(n, bag, dim, gweight.shape[0], pidx, pg, mode, parg,
                                            &gweight[0, 0], accumulate)
         else:
-            fnn_embedding_bag_backward_f64(n, bag, dim, gweight.shape[0], pidx, pg, mean,
+            fnn_embedding_bag_backward_f64(n, bag, dim, gweight.shape[0], pidx, pg, mode, parg,
                                            &gweight[0, 0], accumulate)
 
 

@@ -15,20 +15,22 @@ from .parameter import Parameter
 
 
 class EmbeddingBag(Module):
-    """torch.nn.EmbeddingBag over fixed-size bags: ids (batch, bag) -> the sum or
-    the mean of the bag's rows of ``weight`` (num_embeddings, embedding_dim),
-    shape (batch, embedding_dim). ``weight`` starts N(0, 1), like Embedding.
-    The backward scatter-add is deterministic and independent of the thread count."""
+    """torch.nn.EmbeddingBag over fixed-size bags: ids (batch, bag) -> the sum, the
+    mean or the columnwise max of the bag's rows of ``weight`` (num_embeddings,
+    embedding_dim), shape (batch, embedding_dim). ``weight`` starts N(0, 1), like
+    Embedding. The backward scatter-add is deterministic and independent of the
+    thread count."""
 
-    MODES = ("mean", "sum")
+    _transient = Module._transient + ("_arg",)
+
+    MODES = {"sum": _ops.BAG_SUM, "mean": _ops.BAG_MEAN, "max": _ops.BAG_MAX}
 
     def __init__(self, num_embeddings, embedding_dim, mode="mean", dtype="float32"):
         super().__init__()
         self.num_embeddings = V.positive_int(num_embeddings, "num_embeddings")
         self.embedding_dim = V.positive_int(embedding_dim, "embedding_dim")
         if mode not in self.MODES:
-            raise ValueError(f"EmbeddingBag: mode must be one of {self.MODES}, got {mode!r}"
-                             + (" ('max' is not implemented)" if mode == "max" else ""))
+            raise ValueError(f"EmbeddingBag: mode must be one of {tuple(self.MODES)}, got {mode!r}")
         self.mode = mode
         self._dtype = V.as_dtype(dtype)
         _memory.check(2 * self._dtype.itemsize * self.num_embeddings * self.embedding_dim,
@@ -52,13 +54,15 @@ class EmbeddingBag(Module):
     def _forward(self, x):
         y = self._buffer("y", (x.shape[0], self.embedding_dim))
         idx = x.reshape(-1)
-        _ops.embedding_bag_forward(idx, self.weight.data, self.mode == "mean", y)
-        self._idx, self._out = idx, y
+        mode = self.MODES[self.mode]
+        arg = self._buffer("arg", y.shape, np.int64) if mode == _ops.BAG_MAX else None
+        _ops.embedding_bag_forward(idx, self.weight.data, mode, y, arg)
+        self._idx, self._arg, self._out = idx, arg, y
         return y
 
     def _backward(self, grad, accumulate, need_input_grad):
-        _ops.embedding_bag_backward(self._idx, grad, self.mode == "mean", self.weight.grad,
-                                    accumulate)
+        _ops.embedding_bag_backward(self._idx, grad, self.MODES[self.mode], self._arg,
+                                    self.weight.grad, accumulate)
         return None
 
     def config(self):
