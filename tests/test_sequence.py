@@ -656,6 +656,10 @@ def test_sequential_conv_stack_save_load(tmp_path):
     other = fn.Sequential(Conv1d(3, 8, 3, causal=True), fn.ReLU(), Conv1d(8, 4, 3, stride=2))
     fn.load(path, other)
     np.testing.assert_array_equal(other(x), model(x))
+    rebuilt = fn.load(path)  # from the file's architecture alone (config())
+    rebuilt = rebuilt[0] if isinstance(rebuilt, tuple) else rebuilt
+    assert repr(rebuilt) == repr(model)
+    np.testing.assert_array_equal(rebuilt(x), model(x))
     assert sorted(model.state_dict()) == ["0.bias", "0.weight", "2.bias", "2.weight"]
 
 
