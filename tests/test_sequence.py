@@ -290,7 +290,7 @@ def test_sequence_tensor_layers_gradcheck():
     for layer in (fn.Linear(4, 5, dtype="float64"), fn.Linear(4, 5, bias=False, dtype="float64"),
                   fn.LayerNorm(4, dtype="float64")):
         check_layer(layer, x.copy())
-    for act in (fn.Tanh(), fn.GELU(), fn.Sigmoid()):
+    for act in (fn.Tanh(), fn.GELU(), fn.Sigmoid(), fn.Softmax()):
         check_layer(fn.Sequential(act, dtype="float64")[0], x.copy())
     check_layer(fn.Sequential(fn.Dropout(0.3), dtype="float64")[0], x.copy(), reseed=7)
 
