@@ -319,6 +319,96 @@ def embedding_backward(idx, gout, gweight, accumulate=False):
 
 
 # --- sequence layers (EmbeddingBag, Conv1d, sequence losses) ----------------------
+def cross_entropy_ignore(z, labels, ignore_index, smoothing, grad, weight=None):
+    """cross_entropy_labels over the rows whose label is not ignore_index; the mean
+    is over those rows (NaN when there are none), ignored rows get zero gradient."""
+    keep = labels != ignore_index
+    bad = keep & ((labels < 0) | (labels >= z.shape[1]))
+    if bad.any():
+        raise ValueError(f"cross_entropy: labels must be in [0, {z.shape[1]}) or equal ignore_index")
+    n_keep = int(keep.sum())
+    if grad is not None:
+        grad[...] = 0
+    if n_keep == 0:
+        return float("nan")
+    zk = np.ascontiguousarray(z[keep])
+    gk = None if grad is None else np.empty_like(zk)
+    wk = None if weight is None else np.ascontiguousarray(weight[keep])
+    value = cross_entropy_labels(zk, np.ascontiguousarray(labels[keep]), smoothing, gk, wk)
+    if grad is not None:
+        grad[keep] = gk
+    return value
+
+
+BAG_SUM, BAG_MEAN, BAG_MAX = range(3)
+
+
+def embedding_bag_forward(idx, weight, mode, out, arg=None):
+    """idx: out.shape[0] bags of equal size, flattened row-major."""
+    bags = idx.reshape(out.shape[0], -1)
+    rows = weight[bags]  # (n, bag, dim)
+    if mode == BAG_MAX:
+        j = rows.argmax(axis=1)  # the first maximum, as the kernel
+        out[...] = np.take_along_axis(rows, j[:, None, :], axis=1)[:, 0]
+        arg[...] = np.take_along_axis(bags, j, axis=1)
+        return
+    s = rows.sum(axis=1)
+    out[...] = s / weight.dtype.type(bags.shape[1]) if mode == BAG_MEAN else s
+
+
+def embedding_bag_backward(idx, gout, mode, arg, gweight, accumulate=False):
+    if not accumulate:
+        gweight[...] = 0
+    if mode == BAG_MAX:
+        np.add.at(gweight, (arg, np.arange(gout.shape[1])[None, :]), gout)
+        return
+    bag = idx.size // gout.shape[0]
+    g = gout * gout.dtype.type(1.0 / bag) if mode == BAG_MEAN else gout
+    np.add.at(gweight, idx, np.repeat(g, bag, axis=0))
+
+
+def _conv_taps(L, k, stride, dilation, pad_left, l_out):
+    """(k, l_out) input positions of each tap, and whether they fall inside x."""
+    pos = (np.arange(l_out)[None, :] * stride + np.arange(k)[:, None] * dilation - pad_left)
+    return pos, (pos >= 0) & (pos < L)
+
+
+def conv1d_forward(x, w, b, stride, dilation, pad_left, pad_right, col, y):
+    B, cin, L = x.shape
+    cout, _, k = w.shape
+    l_out = y.shape[2]
+    pos, ok = _conv_taps(L, k, stride, dilation, pad_left, l_out)
+    unf = np.where(ok, x[:, :, np.clip(pos, 0, L - 1)], 0).astype(x.dtype, copy=False)
+    col[...] = unf.reshape(B, cin * k, l_out)
+    np.matmul(w.reshape(cout, cin * k), col, out=y)
+    if b is not None:
+        y += b[:, None]
+
+
+def conv1d_backward(w, col, gy, stride, dilation, pad_left, pad_right, dcol, gx, gw, gb,
+                    accumulate=False):
+    cout, cin, k = w.shape
+    B, _, l_out = gy.shape
+    dw = np.einsum("bot,bkt->ok", gy, col).reshape(w.shape)
+    db = gy.sum(axis=(0, 2))
+    if accumulate:
+        gw += dw
+        if gb is not None:
+            gb += db
+    else:
+        gw[...] = dw
+        if gb is not None:
+            gb[...] = db
+    if gx is not None:
+        L = gx.shape[2]
+        dcol[...] = np.matmul(w.reshape(cout, cin * k).T, gy)
+        pos, ok = _conv_taps(L, k, stride, dilation, pad_left, l_out)
+        gx[...] = 0
+        d4 = dcol.reshape(B, cin, k, l_out)
+        for j in range(k):
+            m = ok[j]
+            np.add.at(gx, (slice(None), slice(None), pos[j][m]), d4[:, :, j, m])
+
 
 
 # --- recurrent layers (GRU, LSTM) ---------------------------------------------------

@@ -903,6 +903,13 @@ def kernel_calls(dtype=np.float64):
          [f(2, 3, 4), f(12, 4), f(4, 4), f(2, 3, 12), f(2, 2, 3, 3), f(2, 3, 4), f(2, 3, 4), 2,
           True, True, f(2, 3, 4), f(2, 2, 3, 3), f(2, 3, 12), f(2, 3, 4), f(12, 4), f(12),
           f(4, 4), f(4)]),
+        ("cross_entropy_ignore", _ops.cross_entropy_ignore, [f(4, 3), _i(4), -100, 0.0, f(4, 3)]),
+        ("embedding_bag_forward", _ops.embedding_bag_forward, [_i(8), f(3, 5), 2, f(4, 5), _i(4, 5)]),
+        ("embedding_bag_backward", _ops.embedding_bag_backward, [_i(8), f(4, 5), 2, _i(4, 5), f(3, 5)]),
+        ("conv1d_forward", _ops.conv1d_forward,
+         [f(2, 3, 6), f(4, 3, 2), f(4), 1, 1, 0, 0, f(2, 6, 5), f(2, 4, 5)]),
+        ("conv1d_backward", _ops.conv1d_backward,
+         [f(4, 3, 2), f(2, 6, 5), f(2, 4, 5), 1, 1, 0, 0, f(2, 6, 5), f(2, 3, 6), f(4, 3, 2), f(4)]),
     ]
 
 

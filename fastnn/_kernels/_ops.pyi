@@ -112,6 +112,20 @@ class DenseProgram:
                          grad_scale: float) -> float: ...
 
 # --- sequence layers (EmbeddingBag, Conv1d, sequence losses) ---------------
+BAG_SUM: int
+BAG_MEAN: int
+BAG_MAX: int
+def cross_entropy_ignore(z: Float, labels: Index, ignore_index: int, smoothing: float,
+                         grad: Optional[Float], weight: Optional[Float] = ...) -> float: ...
+def embedding_bag_forward(idx: Index, weight: Float, mode: int, out: Float,
+                          arg: Optional[Index] = ...) -> None: ...
+def embedding_bag_backward(idx: Index, gout: Float, mode: int, arg: Optional[Index],
+                           gweight: Float, accumulate: bool = ...) -> None: ...
+def conv1d_forward(x: Float, w: Float, b: Optional[Float], stride: int, dilation: int,
+                   pad_left: int, pad_right: int, col: Float, y: Float) -> None: ...
+def conv1d_backward(w: Float, col: Float, gy: Float, stride: int, dilation: int, pad_left: int,
+                    pad_right: int, dcol: Optional[Float], gx: Optional[Float], gw: Float,
+                    gb: Optional[Float], accumulate: bool = ...) -> None: ...
 
 
 # --- recurrent layers (GRU, LSTM) --------------------------------------------

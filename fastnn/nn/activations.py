@@ -93,17 +93,23 @@ class Softmax(Module):
         return {"dim": self.dim}
 
     def _check_input(self, x):
-        return V.as_float_array(x, "x", self._dtype, ndim=2)
+        x = V.as_float_array(x, "x", self._dtype)
+        if x.ndim not in (2, 3):
+            raise ValueError(f"x must have shape (batch, features) or (batch, time, features), "
+                             f"got {x.shape}")
+        return x
 
+    # (batch, time, features) runs as rows, through reshaped views
     def _forward(self, x):
         y = self._buffer("y", x.shape)
-        _ops.softmax_forward(x, y)
+        _ops.softmax_forward(x.reshape(-1, x.shape[-1]), y.reshape(-1, x.shape[-1]))
         self._out = y
         return y
 
     def _backward(self, grad, accumulate, need_input_grad):
         gx = self._buffer("gx", grad.shape)
-        _ops.softmax_backward(self._out, grad, gx)
+        d = grad.shape[-1]
+        _ops.softmax_backward(self._out.reshape(-1, d), grad.reshape(-1, d), gx.reshape(-1, d))
         return gx
 
 

@@ -45,32 +45,41 @@ class Linear(Module):
 
     def _check_input(self, x):
         x = V.as_float_array(x, "x", self._dtype)
-        if x.ndim != 2 or x.shape[1] != self.in_features:
-            raise ValueError(f"x must have shape (batch, {self.in_features}), got {x.shape}"
+        if x.ndim not in (2, 3) or x.shape[-1] != self.in_features:
+            raise ValueError(f"x must have shape (batch, {self.in_features}) or (batch, time, "
+                             f"{self.in_features}), got {x.shape}"
                              + (" (use x.reshape(1, -1) for one sample)" if x.ndim == 1 else ""))
         V.check_batch(x, "x")
         return x
 
+    # A (batch, time, features) input runs as (batch*time, features) rows: reshapes
+    # of contiguous arrays, no copies.
     def _forward(self, x):
-        n = x.shape[0]
+        x2 = x.reshape(-1, self.in_features)
+        n = x2.shape[0]
         act = self._act
         code, slope = (act.code, act.slope) if act else (_ops.ACT_NONE, 0.0)
-        y = self._buffer("y", (n, self.out_features))
-        z = self._buffer("z", y.shape) if act is not None and act.needs_input else None
+        y = self._buffer("y", x.shape[:-1] + (self.out_features,))
+        y2 = y.reshape(n, self.out_features)
+        z = self._buffer("z", y2.shape) if act is not None and act.needs_input else None
         b = self.bias
-        _ops.linear_forward(x, self.weight.data, None if b is None else b.data, code, slope, z, y)
-        self._x, self._z, self._out = x, z, y
+        _ops.linear_forward(x2, self.weight.data, None if b is None else b.data, code, slope, z, y2)
+        self._x, self._z, self._out = x2, z, y
         return y
 
     def _backward(self, grad, accumulate, need_input_grad):
         act = self._act
         code, slope = (act.code, act.slope) if act else (_ops.ACT_NONE, 0.0)
+        x2 = self._x
+        grad2 = grad.reshape(x2.shape[0], self.out_features)
         # without an activation the kernel reads grad in place; otherwise dZ goes to a workspace
-        gz = grad if code == _ops.ACT_NONE else self._buffer("gz", grad.shape)
-        gx = self._buffer("gx", self._x.shape) if need_input_grad else None
+        gz = grad2 if code == _ops.ACT_NONE else self._buffer("gz", grad2.shape)
+        gx = self._buffer("gx", grad.shape[:-1] + (self.in_features,)) if need_input_grad else None
         b = self.bias
-        _ops.linear_backward(self._x, self.weight.data, code, slope, self._z, self._out, grad, gz,
-                             gx, self.weight.grad, None if b is None else b.grad, accumulate)
+        _ops.linear_backward(x2, self.weight.data, code, slope, self._z,
+                             self._out.reshape(grad2.shape), grad2, gz,
+                             None if gx is None else gx.reshape(x2.shape), self.weight.grad,
+                             None if b is None else b.grad, accumulate)
         return gx
 
     def config(self):

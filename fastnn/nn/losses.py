@@ -1,6 +1,8 @@
 """Losses (mean reduction). Calling a loss computes the value and the gradient
 of the mean with respect to the output in the same pass; ``backward()`` returns
 that gradient for ``model.backward``."""
+import numbers
+
 import numpy as np
 
 from .. import _validation as V
@@ -153,56 +155,92 @@ class CrossEntropyLoss(_Loss):
     """Softmax cross-entropy on logits (torch.nn.CrossEntropyLoss), mean over rows:
     loss_i = logsumexp(z_i) - sum_c q_ic z_ic with q = (1 - eps) target + eps / C.
 
-    output: logits (n, C). target: int class labels (n,) in [0, C), or
-    probabilities (n, C) (non-negative, rows summing to 1). label_smoothing=eps in
-    [0, 1] (default 0). The gradient is (softmax(z) - q) / n, one fused pass."""
+    output: logits (n, C), or (batch, time, C) where every position is a row.
+    target: int class labels (n,) / (batch, time) in [0, C), or probabilities of
+    the output's shape (non-negative, rows summing to 1). label_smoothing=eps in
+    [0, 1] (default 0). Labels equal to ``ignore_index`` (torch's name and
+    default, -100) contribute neither loss nor gradient, and the mean is over the
+    other labels, as in torch. The gradient is (softmax(z) - q) / n, one pass."""
 
     classification = True
 
-    def __init__(self, label_smoothing=0.0):
+    def __init__(self, label_smoothing=0.0, ignore_index=-100):
         super().__init__()
         if (isinstance(label_smoothing, bool) or not isinstance(label_smoothing, (int, float))
                 or not 0.0 <= label_smoothing <= 1.0):
             raise ValueError(f"label_smoothing must be in [0, 1], got {label_smoothing!r}")
+        if isinstance(ignore_index, bool) or not isinstance(ignore_index, numbers.Integral):
+            raise TypeError(f"ignore_index must be an int, got {ignore_index!r}")
         self.label_smoothing = float(label_smoothing)
+        self.ignore_index = int(ignore_index)
 
     def _check_output(self, output):
         out = super()._check_output(output)
-        if out.ndim != 2:
-            raise ValueError(f"output must be logits of shape (batch, classes), got {out.shape}")
+        if out.ndim not in (2, 3):
+            raise ValueError("output must be logits of shape (batch, classes) or (batch, time, "
+                             f"classes), got {out.shape}")
         return out
+
+    def _labels(self, t, C):
+        """t as C-contiguous int64 labels in [0, C) or equal to ignore_index."""
+        arr = np.require(t, np.int64, "C")
+        flat = arr.reshape(-1)
+        if flat.size and not _ops.labels_in_range(flat, C):
+            raw = t.reshape(-1)
+            ignored = raw == self.ignore_index
+            bad = ~ignored & ((flat < 0) | (flat >= C) | (raw != flat))
+            if bad.any():
+                raise ValueError(f"target must be in [0, {C}) (or equal ignore_index="
+                                 f"{self.ignore_index}), got {raw[bad][0]}")
+        return arr
 
     def _check_target(self, output, target):
         t = np.asarray(V.from_pandas(target, "target"))
-        n, C = output.shape
+        lead, C = output.shape[:-1], output.shape[-1]
         if t.dtype.kind in "iu":
-            if t.shape != (n,):
-                raise ValueError(f"target labels must have shape ({n},), got {t.shape}")
-            return V.as_index_array(t, "target", C)
+            if t.shape != lead:
+                raise ValueError(f"target labels must have shape {lead}, got {t.shape}")
+            return self._labels(t, C)
         if t.dtype.kind != "f":
             raise TypeError(f"target must be int class labels or float probabilities, got dtype {t.dtype}")
-        if t.shape != (n, C):
-            hint = " (class labels must be an integer array)" if t.shape == (n,) else ""
-            raise ValueError(f"target probabilities must have shape ({n}, {C}), got {t.shape}{hint}")
+        if t.shape != output.shape:
+            hint = " (class labels must be an integer array)" if t.shape == lead else ""
+            raise ValueError(f"target probabilities must have shape {output.shape}, got "
+                             f"{t.shape}{hint}")
         t = V.as_float_array(t, "target", output.dtype)
-        if t.min() < 0 or not np.allclose(t.sum(axis=1), 1.0, atol=1e-4 if t.dtype == np.float32 else 1e-8):
+        if t.min() < 0 or not np.allclose(t.sum(axis=-1), 1.0, atol=1e-4 if t.dtype == np.float32 else 1e-8):
             raise ValueError("target probabilities must be non-negative with rows summing to 1")
         return t
 
     def correct(self, output, target):
-        """Rows whose arg-max matches the label (or the target's arg-max)."""
-        target = np.asarray(target)
-        labels = target if target.ndim == 1 else target.argmax(axis=1)
-        return int(np.count_nonzero(np.asarray(output).argmax(axis=1) == labels)), len(output)
+        """Rows (positions) whose arg-max matches the label (or the target's
+        arg-max); ignored labels are not counted."""
+        target, output = np.asarray(target), np.asarray(output)
+        pred = output.argmax(axis=-1)
+        if target.ndim == pred.ndim:
+            keep = target != self.ignore_index
+            return int(np.count_nonzero((pred == target) & keep)), int(np.count_nonzero(keep))
+        return int(np.count_nonzero(pred == target.argmax(axis=-1))), pred.size
 
     def _compiled(self, target, output_act):
         labels = getattr(target, "dtype", None) == np.int64
+        # the compiled step has no ignored rows; a negative ignore_index is already
+        # out of its label range (target_ok), a real class has to be looked for
+        if labels and self.ignore_index >= 0 and np.any(target == self.ignore_index):
+            return None
         return (_ops.LOSS_CE_LABELS if labels else _ops.LOSS_CE_PROBS), self.label_smoothing
 
     def _compute(self, output, target, grad, weight):
+        C = output.shape[-1]
+        z, g = output.reshape(-1, C), grad.reshape(-1, C)
+        if weight is not None and output.ndim == 3:  # one weight per sequence: per position
+            weight = np.repeat(weight, output.shape[1])
         if target.dtype == np.int64:
-            return _ops.cross_entropy_labels(output, target, self.label_smoothing, grad, weight)
-        return _ops.cross_entropy_probs(output, target, self.label_smoothing, grad, weight)
+            # without ignored labels this is cross_entropy_labels, bit for bit
+            return _ops.cross_entropy_ignore(z, target.reshape(-1), self.ignore_index,
+                                             self.label_smoothing, g, weight)
+        return _ops.cross_entropy_probs(z, target.reshape(-1, C), self.label_smoothing, g, weight)
 
     def __repr__(self):
-        return f"CrossEntropyLoss(label_smoothing={self.label_smoothing})"
+        extra = "" if self.ignore_index == -100 else f", ignore_index={self.ignore_index}"
+        return f"CrossEntropyLoss(label_smoothing={self.label_smoothing}{extra})"

@@ -1,0 +1,90 @@
+"""Two small next-token models over a fixed context, written the PyTorch way
+(fn.Module subclasses whose forward/backward chain their children), for the
+language-model table: each takes (batch, context) token ids and returns
+(batch, vocab) logits for the next token, to train with fn.CrossEntropyLoss.
+
+- ``BagOfWordsLM``: the mean of the context's embeddings (EmbeddingBag) -> Linear.
+  Order-blind: the baseline.
+- ``CausalConvLM``: Embedding -> (batch, channels, time) -> a stack of causal
+  Conv1d + ReLU (dilation doubling per layer, WaveNet style) -> Linear on the
+  last position, which sees the whole receptive field
+  1 + (kernel_size - 1) * (2**layers - 1) tokens.
+"""
+import numpy as np
+
+from .. import _validation as V
+from ..nn.activations import ReLU
+from ..nn.layers import Embedding, Linear
+from ..nn.module import Module
+from ..nn.sequence import Conv1d, EmbeddingBag
+
+
+class BagOfWordsLM(Module):
+    """EmbeddingBag(vocab, dim, mode="mean") -> Linear(dim, vocab)."""
+
+    def __init__(self, vocab, dim, dtype="float32"):
+        super().__init__()
+        self.vocab = V.positive_int(vocab, "vocab")
+        self.dim = V.positive_int(dim, "dim")
+        self._dtype = V.as_dtype(dtype)
+        self.bag = EmbeddingBag(self.vocab, self.dim, mode="mean", dtype=dtype)
+        self.head = Linear(self.dim, self.vocab, dtype=dtype)
+        self._to_dtype(self._dtype)
+
+    def _check_input(self, x):
+        return self.bag._check_input(x)
+
+    def forward(self, x):
+        return self.head(self.bag(x))
+
+    def backward(self, grad, accumulate=False):
+        self.bag.backward(self.head.backward(grad))
+        return None
+
+
+class CausalConvLM(Module):
+    """Embedding(vocab, dim) -> [Conv1d(causal, dilation 2**i) -> ReLU] * layers
+    -> Linear(channels, vocab) at the last position."""
+
+    def __init__(self, vocab, dim, channels, kernel_size, layers, dtype="float32"):
+        super().__init__()
+        self.vocab = V.positive_int(vocab, "vocab")
+        self.dim = V.positive_int(dim, "dim")
+        self.channels = V.positive_int(channels, "channels")
+        self.kernel_size = V.positive_int(kernel_size, "kernel_size")
+        self.layers = V.positive_int(layers, "layers")
+        self._dtype = V.as_dtype(dtype)
+        self.embed = Embedding(self.vocab, self.dim, dtype=dtype)
+        for i in range(self.layers):
+            setattr(self, f"conv{i}", Conv1d(self.dim if i == 0 else self.channels, self.channels,
+                                             self.kernel_size, dilation=2 ** i, causal=True,
+                                             dtype=dtype))
+            setattr(self, f"act{i}", ReLU())
+        self.head = Linear(self.channels, self.vocab, dtype=dtype)
+        self._to_dtype(self._dtype)  # the activations' workspaces too
+
+    @property
+    def receptive_field(self):
+        return 1 + (self.kernel_size - 1) * (2 ** self.layers - 1)
+
+    def _check_input(self, x):
+        x = self.embed._check_input(x)
+        if x.ndim != 2:
+            raise ValueError(f"x must be token ids of shape (batch, context), got {x.shape}")
+        return x
+
+    def forward(self, x):
+        h = np.ascontiguousarray(self.embed(x).transpose(0, 2, 1))  # (batch, dim, time)
+        for i in range(self.layers):
+            h = getattr(self, f"act{i}")(getattr(self, f"conv{i}")(h))
+        self._shape = h.shape
+        return self.head(np.ascontiguousarray(h[:, :, -1]))
+
+    def backward(self, grad, accumulate=False):
+        g_last = self.head.backward(grad)
+        g = np.zeros(self._shape, g_last.dtype)
+        g[:, :, -1] = g_last
+        for i in reversed(range(self.layers)):
+            g = getattr(self, f"conv{i}").backward(getattr(self, f"act{i}").backward(g))
+        self.embed.backward(np.ascontiguousarray(g.transpose(0, 2, 1)))
+        return None

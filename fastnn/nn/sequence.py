@@ -1,0 +1,215 @@
+"""Layers over sequences: EmbeddingBag (a bag of ids -> one vector) and Conv1d
+(a 1-D convolution over (batch, channels, time), with a causal option for
+language models). PyTorch's names, shapes, defaults and initialization, so a
+state dict loads into torch unchanged; compiled kernels in csrc/fnn_seq.h."""
+import math
+import numbers
+
+import numpy as np
+
+from .. import _memory, _random
+from .. import _validation as V
+from .._kernels import _ops
+from .module import Module
+from .parameter import Parameter
+
+
+class EmbeddingBag(Module):
+    """torch.nn.EmbeddingBag over fixed-size bags: ids (batch, bag) -> the sum, the
+    mean or the columnwise max of the bag's rows of ``weight`` (num_embeddings,
+    embedding_dim), shape (batch, embedding_dim). ``weight`` starts N(0, 1), like
+    Embedding. The backward scatter-add is deterministic and independent of the
+    thread count."""
+
+    _transient = Module._transient + ("_arg",)
+
+    MODES = {"sum": _ops.BAG_SUM, "mean": _ops.BAG_MEAN, "max": _ops.BAG_MAX}
+
+    def __init__(self, num_embeddings, embedding_dim, mode="mean", dtype="float32"):
+        super().__init__()
+        self.num_embeddings = V.positive_int(num_embeddings, "num_embeddings")
+        self.embedding_dim = V.positive_int(embedding_dim, "embedding_dim")
+        if mode not in self.MODES:
+            raise ValueError(f"EmbeddingBag: mode must be one of {tuple(self.MODES)}, got {mode!r}")
+        self.mode = mode
+        self._dtype = V.as_dtype(dtype)
+        _memory.check(2 * self._dtype.itemsize * self.num_embeddings * self.embedding_dim,
+                      f"EmbeddingBag{(self.num_embeddings, self.embedding_dim)}'s weights and "
+                      "gradients")
+        w = _random.normal_(np.empty((self.num_embeddings, self.embedding_dim), self._dtype))
+        self.register_parameter("weight", Parameter._adopt(w))
+
+    @property
+    def weight(self):
+        return self._parameters["weight"]
+
+    def _check_input(self, x):
+        x = V.as_index_array(x, "x", self.num_embeddings)
+        if x.ndim != 2 or x.shape[1] == 0:
+            raise ValueError(f"x must be ids of shape (batch, bag) with a non-empty bag, got "
+                             f"shape {x.shape}")
+        V.check_batch(x, "x")
+        return x
+
+    def _forward(self, x):
+        y = self._buffer("y", (x.shape[0], self.embedding_dim))
+        idx = x.reshape(-1)
+        mode = self.MODES[self.mode]
+        arg = self._buffer("arg", y.shape, np.int64) if mode == _ops.BAG_MAX else None
+        _ops.embedding_bag_forward(idx, self.weight.data, mode, y, arg)
+        self._idx, self._arg, self._out = idx, arg, y
+        return y
+
+    def _backward(self, grad, accumulate, need_input_grad):
+        _ops.embedding_bag_backward(self._idx, grad, self.MODES[self.mode], self._arg,
+                                    self.weight.grad, accumulate)
+        return None
+
+    def config(self):
+        return {"num_embeddings": self.num_embeddings, "embedding_dim": self.embedding_dim,
+                "mode": self.mode}
+
+    def extra_repr(self):
+        return f"{self.num_embeddings}, {self.embedding_dim}, mode={self.mode!r}"
+
+
+def _int_arg(value, name, low):
+    """An int (or a 1-tuple of one, as torch accepts) >= low, else ValueError naming it."""
+    if isinstance(value, (tuple, list)) and len(value) == 1:
+        value = value[0]
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < low:
+        raise ValueError(f"Conv1d: {name} must be an int >= {low}, got {value!r}")
+    return int(value)
+
+
+class Conv1d(Module):
+    """torch.nn.Conv1d on x (batch, in_channels, time) -> (batch, out_channels, time_out),
+    weight (out_channels, in_channels, kernel_size), bias (out_channels,), PyTorch's
+    initialization (both U(+-1/sqrt(in_channels * kernel_size))). ``padding`` is an
+    int, "valid" or "same" (stride 1); only ``padding_mode="zeros"``.
+
+    ``causal=True`` (fastnn's own option) pads dilation*(kernel_size-1) zeros on the
+    left only, so the output has the input's length and position t sees inputs
+    t, t-dilation, ... only: the recipe for a convolutional language model (stack
+    causal layers, read the logits at the last position).
+
+    Compiled: im2col + one GEMM per sequence with the bias fused; backward: dW as
+    fixed GEMM blocks summed over the batch in order, dX by col2im; threads over
+    the batch, results independent of the thread count."""
+
+    _transient = Module._transient + ("_col",)
+
+    def __init__(self, in_channels, out_channels, kernel_size, stride=1, padding=0, dilation=1,
+                 bias=True, padding_mode="zeros", causal=False, dtype="float32"):
+        super().__init__()
+        self.in_channels = V.positive_int(in_channels, "in_channels")
+        self.out_channels = V.positive_int(out_channels, "out_channels")
+        self.kernel_size = _int_arg(kernel_size, "kernel_size", 1)
+        self.stride = _int_arg(stride, "stride", 1)
+        self.dilation = _int_arg(dilation, "dilation", 1)
+        if padding_mode != "zeros":
+            raise ValueError(f"Conv1d: padding_mode must be 'zeros' (the only one implemented), "
+                             f"got {padding_mode!r}")
+        self.padding_mode = padding_mode
+        self.causal = bool(causal)
+        span = self.dilation * (self.kernel_size - 1)
+        if isinstance(padding, str):
+            if padding == "valid":
+                left = right = 0
+            elif padding == "same":
+                if self.stride != 1:
+                    raise ValueError("Conv1d: padding='same' needs stride=1 (as in torch)")
+                left, right = span // 2, span - span // 2
+            else:
+                raise ValueError(f"Conv1d: padding must be an int, 'valid' or 'same', got {padding!r}")
+        else:
+            left = right = _int_arg(padding, "padding", 0)
+        self.padding = padding if isinstance(padding, str) else left  # as given (torch's attribute)
+        if self.causal:
+            if padding not in (0, "valid"):
+                raise ValueError(f"Conv1d: causal=True pads on the left itself; padding must be 0, "
+                                 f"got {padding!r}")
+            left, right = span, 0
+        self._pads = (left, right)
+        self._dtype = V.as_dtype(dtype)
+        shape = (self.out_channels, self.in_channels, self.kernel_size)
+        n_w = shape[0] * shape[1] * shape[2]
+        _memory.check(2 * self._dtype.itemsize * (n_w + shape[0]),
+                      f"Conv1d{(self.in_channels, self.out_channels, self.kernel_size)}'s weights "
+                      "and gradients")
+        bound = 1.0 / math.sqrt(self.in_channels * self.kernel_size)
+        w = _random.uniform_(np.empty(shape, self._dtype), -bound, bound)
+        self.register_parameter("weight", Parameter._adopt(w))
+        if bias:
+            b = _random.uniform_(np.empty(self.out_channels, self._dtype), -bound, bound)
+            self.register_parameter("bias", Parameter._adopt(b))
+
+    @property
+    def weight(self):
+        return self._parameters["weight"]
+
+    @property
+    def bias(self):
+        return self._parameters.get("bias")
+
+    def output_length(self, length):
+        """The output's time length for an input of ``length`` steps (< 1: too short)."""
+        left, right = self._pads
+        return (length + left + right - self.dilation * (self.kernel_size - 1) - 1) // self.stride + 1
+
+    def _check_input(self, x):
+        x = V.as_float_array(x, "x", self._dtype)
+        if x.ndim != 3 or x.shape[1] != self.in_channels:
+            raise ValueError(f"x must have shape (batch, {self.in_channels}, time) "
+                             f"(in_channels={self.in_channels}), got {x.shape}"
+                             + (" (a (batch, time, channels) input needs x.transpose(0, 2, 1))"
+                                if x.ndim == 3 and x.shape[2] == self.in_channels else ""))
+        V.check_batch(x, "x")
+        if x.shape[2] == 0 or self.output_length(x.shape[2]) < 1:
+            field = self.dilation * (self.kernel_size - 1) + 1
+            raise ValueError(f"x has time length {x.shape[2]}, shorter than the receptive field "
+                             f"{field} (kernel_size={self.kernel_size}, dilation={self.dilation}) "
+                             f"with padding {self._pads}")
+        return x
+
+    def _forward(self, x):
+        B, L = x.shape[0], x.shape[2]
+        l_out = self.output_length(L)
+        col = self._buffer("col", (B, self.in_channels * self.kernel_size, l_out))
+        y = self._buffer("y", (B, self.out_channels, l_out))
+        b = self.bias
+        left, right = self._pads
+        _ops.conv1d_forward(x, self.weight.data, None if b is None else b.data, self.stride,
+                            self.dilation, left, right, col, y)
+        self._col, self._shape, self._out = col, x.shape, y
+        return y
+
+    def _backward(self, grad, accumulate, need_input_grad):
+        b = self.bias
+        left, right = self._pads
+        gx = self._buffer("gx", self._shape) if need_input_grad else None
+        dcol = self._buffer("dcol", self._col.shape) if need_input_grad else None
+        _ops.conv1d_backward(self.weight.data, self._col, grad, self.stride, self.dilation, left,
+                             right, dcol, gx, self.weight.grad, None if b is None else b.grad,
+                             accumulate)
+        return gx
+
+    def config(self):
+        return {"in_channels": self.in_channels, "out_channels": self.out_channels,
+                "kernel_size": self.kernel_size, "stride": self.stride, "padding": self.padding,
+                "dilation": self.dilation, "bias": self.bias is not None,
+                "padding_mode": self.padding_mode, "causal": self.causal}
+
+    def extra_repr(self):
+        s = (f"{self.in_channels}, {self.out_channels}, kernel_size=({self.kernel_size},), "
+             f"stride=({self.stride},)")
+        if self.causal:
+            s += ", causal=True"
+        elif self.padding != 0:
+            s += f", padding={self.padding!r}" if isinstance(self.padding, str) else \
+                f", padding=({self.padding},)"
+        if self.dilation != 1:
+            s += f", dilation=({self.dilation},)"
+        if self.bias is None:
+            s += ", bias=False"
+        return s
