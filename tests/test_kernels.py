@@ -879,6 +879,18 @@ def kernel_calls(dtype=np.float64):
         ("dropout_forward", _ops.dropout_forward, [f(6), f(6), f(6), 0.5, 7]),
         ("embedding_forward", _ops.embedding_forward, [_i(4), f(3, 5), f(4, 5)]),
         ("embedding_backward", _ops.embedding_backward, [_i(4), f(4, 5), f(3, 5)]),
+        # recurrent layers: x (T=2, B=3, I=4), H=5, gates 3H (GRU) / 4H (LSTM)
+        ("gru_forward", _ops.gru_forward,
+         [f(2, 3, 4), f(15, 4), f(15, 5), f(15), f(15), f(3, 3, 5), f(2, 3, 15), f(2, 3, 15)]),
+        ("gru_backward", _ops.gru_backward,
+         [f(2, 3, 4), f(15, 4), f(15, 5), f(3, 3, 5), f(2, 3, 15), f(2, 3, 15), f(2, 3, 5),
+          f(3, 5), f(2, 3, 15), f(2, 3, 15), f(2, 3, 4), f(15, 4), f(15, 5), f(15), f(15)]),
+        ("lstm_forward", _ops.lstm_forward,
+         [f(2, 3, 4), f(20, 4), f(20, 5), f(20), f(20), f(3, 3, 5), f(3, 3, 5), f(2, 3, 20),
+          f(3, 20)]),
+        ("lstm_backward", _ops.lstm_backward,
+         [f(2, 3, 4), f(20, 4), f(20, 5), f(3, 3, 5), f(3, 3, 5), f(2, 3, 20), f(2, 3, 5), f(3, 5),
+          f(3, 5), f(2, 3, 20), f(2, 3, 4), f(20, 4), f(20, 5), f(20), f(20)]),
     ]
 
 
