@@ -8,50 +8,35 @@
  * gradient; the weight gradients (dW_ih, dW_hh, the biases) and dX are single
  * GEMMs over all steps at the end. The hidden states are kept as hs (T+1, B, H)
  * with hs[0] = h0, so hs[0:T] is the stacked h_{t-1} that dW_hh needs and
- * hs[1:T+1] is the output. GEMM splits come from fnn_gemm_parts (machine and
- * size only) and the gate passes are elementwise, so results do not depend on
- * the thread count. */
-
-/* C (M x N) = A (M x K) Bm (K x N) + beta C, contiguous row-major, split into
- * fixed blocks of rows (or of columns) that the threads share. */
-static void S(rnn_mm)(int M, int N, int K, const T *A, const T *Bm, T beta, T *C)
-{
-    int parts = fnn_gemm_parts((double)M * N * K), nt = fnn_parts_threads(parts);
-    if (M >= N) {
-        int cs = (int)fnn_chunk(M, parts);
-        FNN_PAR_FOR(nt, p, parts, {
-            int r0 = (int)p * cs, r1 = r0 + cs < M ? r0 + cs : M;
-            if (r1 > r0) S(fnn_gemm)(0, 0, r1 - r0, N, K, 1, A + (int64_t)r0 * K, K, Bm, N, beta,
-                                     C + (int64_t)r0 * N, N);
-        });
-    } else {
-        int cs = (int)fnn_chunk_aligned(N, parts);
-        FNN_PAR_FOR(nt, p, parts, {
-            int c0 = (int)p * cs, c1 = c0 + cs < N ? c0 + cs : N;
-            if (c1 > c0) S(fnn_gemm)(0, 0, M, c1 - c0, K, 1, A, K, Bm + c0, N, beta, C + c0, N);
-        });
-    }
-}
+ * hs[1:T+1] is the output.
+ *
+ * Threads: the whole-sequence GEMMs are split into fixed blocks (fnn_gemm_parts:
+ * machine and size only) by fnn_linear_forward/backward; the per-step GEMMs are
+ * one BLAS call each on the calling thread (splitting a 64x768x256 step product
+ * in two cost 1.6x on one thread here, and the recurrence is serial anyway); the
+ * gate passes split the batch rows among the threads and are elementwise. So
+ * results do not depend on the thread count. b_hh is added inside the gate pass. */
 
 /* ------------------------------------------------------------------- GRU */
 /* Rows [r0, r1) of one step. g: x W_ih^T + b_ih in, (r, z, n) out; gh: h W_hh^T + b_hh. */
-FNN_CLONES static void S(gru_gate_rows)(int r0, int r1, int H, T *g, const T *gh, const T *hp,
-                                        T *h)
+FNN_CLONES static void S(gru_gate_rows)(int r0, int r1, int H, T *g, T *gh, const T *bhh,
+                                        const T *hp, T *h)
 {
-    for (int b = r0; b < r1; b++) {
-        T *gr = g + (int64_t)b * 3 * H, *gz = gr + H, *gn = gz + H;
-        const T *hr = gh + (int64_t)b * 3 * H, *hz = hr + H, *hn = hz + H;
-        const T *p = hp + (int64_t)b * H;
-        T *o = h + (int64_t)b * H;
-        for (int j = 0; j < H; j++) {
-            T r = S(sigmoid1)(gr[j] + hr[j]);
-            T z = S(sigmoid1)(gz[j] + hz[j]);
-            T n = TANH(gn[j] + r * hn[j]);
-            gr[j] = r;
-            gz[j] = z;
-            gn[j] = n;
-            o[j] = ((T)1 - z) * n + z * p[j];
+    if (bhh)  /* b_hh first, outside the restrict-qualified block below */
+        for (int b = r0; b < r1; b++) {
+            T *q = gh + (int64_t)b * 3 * H;
+            for (int j = 0; j < 3 * H; j++) q[j] += bhh[j];
         }
+    for (int b = r0; b < r1; b++) {
+        T *restrict gr = g + (int64_t)b * 3 * H, *restrict gz = gr + H, *restrict gn = gz + H;
+        T *restrict hr = gh + (int64_t)b * 3 * H, *restrict hz = hr + H, *restrict hn = hz + H;
+        const T *restrict p = hp + (int64_t)b * H;
+        T *restrict o = h + (int64_t)b * H;
+        /* one simple loop per gate: each vectorizes (one fused loop did not, gcc 12) */
+        for (int64_t j = 0; j < H; j++) gr[j] = S(sigmoid1)(gr[j] + hr[j]);
+        for (int64_t j = 0; j < H; j++) gz[j] = S(sigmoid1)(gz[j] + hz[j]);
+        for (int64_t j = 0; j < H; j++) gn[j] = TANH(gn[j] + gr[j] * hn[j]);
+        for (int64_t j = 0; j < H; j++) o[j] = ((T)1 - gz[j]) * gn[j] + gz[j] * p[j];
     }
 }
 
@@ -65,10 +50,10 @@ void S(fnn_gru_forward)(int Tn, int B, int In, int H, const T *X, const T *Wih, 
     for (int t = 0; t < Tn; t++) {
         const T *hp = hs + t * BH;
         T *g = G + t * BG, *gh = Gh + t * BG;
-        S(fnn_linear_forward)(B, H, 3 * H, hp, H, Whh, bhh, FNN_ACT_NONE, 0, NULL, gh);
+        S(fnn_gemm)(0, 1, B, 3 * H, H, 1, hp, H, Whh, H, 0, gh, 3 * H);
         FNN_PAR_FOR(nt, c, nt, {
             int r0 = (int)c * cs, r1 = r0 + cs < B ? r0 + cs : B;
-            S(gru_gate_rows)(r0, r1, H, g, gh, hp, hs + (t + 1) * BH);
+            S(gru_gate_rows)(r0, r1, H, g, gh, bhh, hp, hs + (t + 1) * BH);
         });
     }
 }
@@ -79,23 +64,18 @@ FNN_CLONES static void S(gru_gate_bwd_rows)(int r0, int r1, int H, const T *g, c
                                             const T *hp, const T *gy, T *dh, T *dgx, T *dgh)
 {
     for (int b = r0; b < r1; b++) {
-        const T *R = g + (int64_t)b * 3 * H, *Z = R + H, *N = Z + H;
-        const T *hn = gh + (int64_t)b * 3 * H + 2 * H;
-        const T *p = hp + (int64_t)b * H, *y = gy + (int64_t)b * H;
-        T *d = dh + (int64_t)b * H;
-        T *xr = dgx + (int64_t)b * 3 * H, *xz = xr + H, *xn = xz + H;
-        T *hr = dgh + (int64_t)b * 3 * H, *hz = hr + H, *hnn = hz + H;
-        for (int j = 0; j < H; j++) {
-            T r = R[j], z = Z[j], n = N[j];
-            T dhj = d[j] + y[j];
-            T dan = dhj * ((T)1 - z) * ((T)1 - n * n);
-            T daz = dhj * (p[j] - n) * z * ((T)1 - z);
-            T dar = dan * hn[j] * r * ((T)1 - r);
-            xr[j] = dar; hr[j] = dar;
-            xz[j] = daz; hz[j] = daz;
-            xn[j] = dan; hnn[j] = dan * r;
-            d[j] = dhj * z;
-        }
+        const T *restrict R = g + (int64_t)b * 3 * H, *restrict Z = R + H, *restrict N = Z + H;
+        const T *restrict hn = gh + (int64_t)b * 3 * H + 2 * H;
+        const T *restrict p = hp + (int64_t)b * H, *restrict y = gy + (int64_t)b * H;
+        T *restrict d = dh + (int64_t)b * H;
+        T *restrict xr = dgx + (int64_t)b * 3 * H, *restrict xz = xr + H, *restrict xn = xz + H;
+        T *restrict hr = dgh + (int64_t)b * 3 * H, *restrict hz = hr + H, *restrict hnn = hz + H;
+        for (int64_t j = 0; j < H; j++) d[j] += y[j];  /* the gradient of h_t */
+        for (int64_t j = 0; j < H; j++) xn[j] = d[j] * ((T)1 - Z[j]) * ((T)1 - N[j] * N[j]);
+        for (int64_t j = 0; j < H; j++) xz[j] = d[j] * (p[j] - N[j]) * Z[j] * ((T)1 - Z[j]);
+        for (int64_t j = 0; j < H; j++) xr[j] = xn[j] * hn[j] * R[j] * ((T)1 - R[j]);
+        for (int64_t j = 0; j < H; j++) { hr[j] = xr[j]; hz[j] = xz[j]; hnn[j] = xn[j] * R[j]; }
+        for (int64_t j = 0; j < H; j++) d[j] *= Z[j];
     }
 }
 
@@ -113,7 +93,7 @@ void S(fnn_gru_backward)(int Tn, int B, int In, int H, const T *X, const T *Wih,
             int r0 = (int)c * cs, r1 = r0 + cs < B ? r0 + cs : B;
             S(gru_gate_bwd_rows)(r0, r1, H, g, gh, hp, gy, dh, dgx, dgh);
         });
-        S(rnn_mm)(B, H, 3 * H, dgh, Whh, 1, dh);
+        S(fnn_gemm)(0, 0, B, H, 3 * H, 1, dgh, 3 * H, Whh, H, 1, dh, H);
     }
     int n = Tn * B;
     S(fnn_linear_backward)(n, H, 3 * H, hs, H, Whh, FNN_ACT_NONE, 0, NULL, NULL, dGh, dGh, NULL,
@@ -124,24 +104,25 @@ void S(fnn_gru_backward)(int Tn, int B, int In, int H, const T *X, const T *Wih,
 
 /* ------------------------------------------------------------------ LSTM */
 /* Rows [r0, r1) of one step. g: x W_ih^T + b_ih in, (i, f, g, o) out; gh: h W_hh^T + b_hh. */
-FNN_CLONES static void S(lstm_gate_rows)(int r0, int r1, int H, T *g, const T *gh, const T *cp,
-                                         T *c, T *h)
+FNN_CLONES static void S(lstm_gate_rows)(int r0, int r1, int H, T *g, T *gh, const T *bhh,
+                                         const T *cp, T *c, T *h)
 {
-    for (int b = r0; b < r1; b++) {
-        T *gi = g + (int64_t)b * 4 * H, *gf = gi + H, *gg = gf + H, *go = gg + H;
-        const T *hi = gh + (int64_t)b * 4 * H, *hf = hi + H, *hg = hf + H, *ho = hg + H;
-        const T *p = cp + (int64_t)b * H;
-        T *cc = c + (int64_t)b * H, *o = h + (int64_t)b * H;
-        for (int j = 0; j < H; j++) {
-            T i = S(sigmoid1)(gi[j] + hi[j]);
-            T f = S(sigmoid1)(gf[j] + hf[j]);
-            T u = TANH(gg[j] + hg[j]);
-            T q = S(sigmoid1)(go[j] + ho[j]);
-            T cn = f * p[j] + i * u;
-            gi[j] = i; gf[j] = f; gg[j] = u; go[j] = q;
-            cc[j] = cn;
-            o[j] = q * TANH(cn);
+    if (bhh)  /* b_hh first, outside the restrict-qualified block below */
+        for (int b = r0; b < r1; b++) {
+            T *q = gh + (int64_t)b * 4 * H;
+            for (int j = 0; j < 4 * H; j++) q[j] += bhh[j];
         }
+    for (int b = r0; b < r1; b++) {
+        T *restrict gi = g + (int64_t)b * 4 * H, *restrict gf = gi + H, *restrict gg = gf + H, *restrict go = gg + H;
+        T *restrict hi = gh + (int64_t)b * 4 * H, *restrict hf = hi + H, *restrict hg = hf + H, *restrict ho = hg + H;
+        const T *restrict p = cp + (int64_t)b * H;
+        T *restrict cc = c + (int64_t)b * H, *restrict o = h + (int64_t)b * H;
+        for (int64_t j = 0; j < H; j++) gi[j] = S(sigmoid1)(gi[j] + hi[j]);
+        for (int64_t j = 0; j < H; j++) gf[j] = S(sigmoid1)(gf[j] + hf[j]);
+        for (int64_t j = 0; j < H; j++) gg[j] = TANH(gg[j] + hg[j]);
+        for (int64_t j = 0; j < H; j++) go[j] = S(sigmoid1)(go[j] + ho[j]);
+        for (int64_t j = 0; j < H; j++) cc[j] = gf[j] * p[j] + gi[j] * gg[j];
+        for (int64_t j = 0; j < H; j++) o[j] = go[j] * TANH(cc[j]);
     }
 }
 
@@ -155,10 +136,10 @@ void S(fnn_lstm_forward)(int Tn, int B, int In, int H, const T *X, const T *Wih,
     for (int t = 0; t < Tn; t++) {
         const T *hp = hs + t * BH, *cp = cs_ + t * BH;
         T *g = G + t * BG;
-        S(fnn_linear_forward)(B, H, 4 * H, hp, H, Whh, bhh, FNN_ACT_NONE, 0, NULL, gh);
+        S(fnn_gemm)(0, 1, B, 4 * H, H, 1, hp, H, Whh, H, 0, gh, 4 * H);
         FNN_PAR_FOR(nt, c, nt, {
             int r0 = (int)c * cs, r1 = r0 + cs < B ? r0 + cs : B;
-            S(lstm_gate_rows)(r0, r1, H, g, gh, cp, cs_ + (t + 1) * BH, hs + (t + 1) * BH);
+            S(lstm_gate_rows)(r0, r1, H, g, gh, bhh, cp, cs_ + (t + 1) * BH, hs + (t + 1) * BH);
         });
     }
 }
@@ -169,22 +150,19 @@ FNN_CLONES static void S(lstm_gate_bwd_rows)(int r0, int r1, int H, const T *g, 
                                              const T *c, const T *gy, const T *dh, T *dc, T *dg)
 {
     for (int b = r0; b < r1; b++) {
-        const T *Gi = g + (int64_t)b * 4 * H, *Gf = Gi + H, *Gg = Gf + H, *Go = Gg + H;
-        const T *p = cp + (int64_t)b * H, *cc = c + (int64_t)b * H, *y = gy + (int64_t)b * H;
+        const T *restrict Gi = g + (int64_t)b * 4 * H, *restrict Gf = Gi + H, *restrict Gg = Gf + H, *restrict Go = Gg + H;
+        const T *restrict p = cp + (int64_t)b * H, *restrict cc = c + (int64_t)b * H, *restrict y = gy + (int64_t)b * H;
         const T *dhb = dh + (int64_t)b * H;
-        T *dcb = dc + (int64_t)b * H;
-        T *di = dg + (int64_t)b * 4 * H, *df = di + H, *du = df + H, *dq = du + H;
-        for (int j = 0; j < H; j++) {
-            T i = Gi[j], f = Gf[j], u = Gg[j], q = Go[j];
-            T tc = TANH(cc[j]);
-            T dhj = dhb[j] + y[j];
-            T dcj = dcb[j] + dhj * q * ((T)1 - tc * tc);
-            dq[j] = dhj * tc * q * ((T)1 - q);
-            di[j] = dcj * u * i * ((T)1 - i);
-            df[j] = dcj * p[j] * f * ((T)1 - f);
-            du[j] = dcj * i * ((T)1 - u * u);
-            dcb[j] = dcj * f;
-        }
+        T *restrict dcb = dc + (int64_t)b * H;
+        T *restrict di = dg + (int64_t)b * 4 * H, *restrict df = di + H, *restrict du = df + H, *restrict dq = du + H;
+        for (int64_t j = 0; j < H; j++) dq[j] = TANH(cc[j]);  /* tanh(c_t), then do */
+        for (int64_t j = 0; j < H; j++)
+            dcb[j] += (dhb[j] + y[j]) * Go[j] * ((T)1 - dq[j] * dq[j]);
+        for (int64_t j = 0; j < H; j++) dq[j] = (dhb[j] + y[j]) * dq[j] * Go[j] * ((T)1 - Go[j]);
+        for (int64_t j = 0; j < H; j++) di[j] = dcb[j] * Gg[j] * Gi[j] * ((T)1 - Gi[j]);
+        for (int64_t j = 0; j < H; j++) df[j] = dcb[j] * p[j] * Gf[j] * ((T)1 - Gf[j]);
+        for (int64_t j = 0; j < H; j++) du[j] = dcb[j] * Gi[j] * ((T)1 - Gg[j] * Gg[j]);
+        for (int64_t j = 0; j < H; j++) dcb[j] *= Gf[j];
     }
 }
 
@@ -202,7 +180,7 @@ void S(fnn_lstm_backward)(int Tn, int B, int In, int H, const T *X, const T *Wih
             int r0 = (int)k * cs, r1 = r0 + cs < B ? r0 + cs : B;
             S(lstm_gate_bwd_rows)(r0, r1, H, g, cp, c, gy, dh, dc, dg);
         });
-        S(rnn_mm)(B, H, 4 * H, dg, Whh, 0, dh);
+        S(fnn_gemm)(0, 0, B, H, 4 * H, 1, dg, 4 * H, Whh, H, 0, dh, H);
     }
     int n = Tn * B;
     S(fnn_linear_backward)(n, H, 4 * H, hs, H, Whh, FNN_ACT_NONE, 0, NULL, NULL, dG, dG, NULL,
