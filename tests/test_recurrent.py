@@ -4,8 +4,10 @@ backward from the same weights), thread-count independence, input errors, and
 recurrent language models trained with fn.Trainer.fit.
 
 Run with ``pytest -s`` to see the max abs error against torch per dtype.
-Observed here (torch 2.13 CPU): float32 1.2e-06, float64 2.7e-15.
+Observed here (torch 2.13 CPU): float32 1.4e-06, float64 2.5e-15 (values up to ~3).
 """
+import zlib
+
 import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -187,7 +189,8 @@ def torch_mod():
 def test_torch_parity(torch_mod, cell, dtype, batch_first, num_layers, bias, with_h0):
     torch = torch_mod
     tdt = {"float32": torch.float32, "float64": torch.float64}[dtype]
-    rng = np.random.default_rng(hash((cell, dtype, batch_first, num_layers, bias, with_h0)) % 2**32)
+    rng = np.random.default_rng(zlib.crc32(repr((cell, dtype, batch_first, num_layers, bias,
+                                                  with_h0)).encode()))
     T, B, I, H = 5, 3, 4, 6
     m = CELLS[cell](I, H, num_layers=num_layers, bias=bias, batch_first=batch_first, dtype=dtype)
     tm = getattr(torch.nn, cell.upper())(I, H, num_layers=num_layers, bias=bias,
