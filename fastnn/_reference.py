@@ -413,6 +413,91 @@ def conv1d_backward(w, col, gy, stride, dilation, pad_left, pad_right, dcol, gx,
 
 # --- recurrent layers (GRU, LSTM) ---------------------------------------------------
 
+# Time-major, torch's gate orders; hs (T+1, B, H) with hs[0] = h0 (cs[0] = c0) as
+# inputs, gates g (T, B, G*H). The input projection of all steps is one product.
+def gru_forward(x, w_ih, w_hh, b_ih, b_hh, hs, g, gh):
+    T, B, _ = x.shape
+    H = w_hh.shape[1]
+    g[...] = (x.reshape(T * B, -1) @ w_ih.T).reshape(g.shape)
+    if b_ih is not None:
+        g += b_ih
+    for t in range(T):
+        np.matmul(hs[t], w_hh.T, out=gh[t])
+        if b_hh is not None:
+            gh[t] += b_hh
+        r = sigmoid(g[t, :, :H] + gh[t, :, :H])
+        z = sigmoid(g[t, :, H:2 * H] + gh[t, :, H:2 * H])
+        n = np.tanh(g[t, :, 2 * H:] + r * gh[t, :, 2 * H:])
+        g[t, :, :H], g[t, :, H:2 * H], g[t, :, 2 * H:] = r, z, n
+        hs[t + 1] = (1 - z) * n + z * hs[t]
+
+
+def _rnn_param_grads(x, w_ih, hs, dgx, dgh, gx, gw_ih, gw_hh, gb_ih, gb_hh, accumulate):
+    T, B, _ = x.shape
+    x2, h2 = x.reshape(T * B, -1), hs[:T].reshape(T * B, -1)
+    dgx2, dgh2 = dgx.reshape(T * B, -1), dgh.reshape(T * B, -1)
+    for grad, val in ((gw_ih, dgx2.T @ x2), (gw_hh, dgh2.T @ h2),
+                      (gb_ih, dgx2.sum(0)), (gb_hh, dgh2.sum(0))):
+        if grad is None:
+            continue
+        if accumulate:
+            grad += val
+        else:
+            grad[...] = val
+    if gx is not None:
+        gx[...] = (dgx2 @ w_ih).reshape(gx.shape)
+
+
+def gru_backward(x, w_ih, w_hh, hs, g, gh, gy, dh, dgx, dgh, gx, gw_ih, gw_hh, gb_ih, gb_hh,
+                 accumulate=False):
+    T = x.shape[0]
+    H = w_hh.shape[1]
+    for t in range(T - 1, -1, -1):
+        r, z, n = g[t, :, :H], g[t, :, H:2 * H], g[t, :, 2 * H:]
+        d = dh + gy[t]
+        dan = d * (1 - z) * (1 - n * n)
+        daz = d * (hs[t] - n) * z * (1 - z)
+        dar = dan * gh[t, :, 2 * H:] * r * (1 - r)
+        dgx[t, :, :H], dgx[t, :, H:2 * H], dgx[t, :, 2 * H:] = dar, daz, dan
+        dgh[t, :, :H], dgh[t, :, H:2 * H], dgh[t, :, 2 * H:] = dar, daz, dan * r
+        dh[...] = d * z + dgh[t] @ w_hh
+    _rnn_param_grads(x, w_ih, hs, dgx, dgh, gx, gw_ih, gw_hh, gb_ih, gb_hh, accumulate)
+
+
+def lstm_forward(x, w_ih, w_hh, b_ih, b_hh, hs, cs, g, gh):
+    T, B, _ = x.shape
+    H = w_hh.shape[1]
+    g[...] = (x.reshape(T * B, -1) @ w_ih.T).reshape(g.shape)
+    if b_ih is not None:
+        g += b_ih
+    for t in range(T):
+        np.matmul(hs[t], w_hh.T, out=gh)
+        if b_hh is not None:
+            gh += b_hh
+        a = g[t] + gh
+        i, f = sigmoid(a[:, :H]), sigmoid(a[:, H:2 * H])
+        u, o = np.tanh(a[:, 2 * H:3 * H]), sigmoid(a[:, 3 * H:])
+        g[t] = np.concatenate([i, f, u, o], axis=1)
+        cs[t + 1] = f * cs[t] + i * u
+        hs[t + 1] = o * np.tanh(cs[t + 1])
+
+
+def lstm_backward(x, w_ih, w_hh, hs, cs, g, gy, dh, dc, dg, gx, gw_ih, gw_hh, gb_ih, gb_hh,
+                  accumulate=False):
+    T = x.shape[0]
+    H = w_hh.shape[1]
+    for t in range(T - 1, -1, -1):
+        i, f, u, o = (g[t, :, k * H:(k + 1) * H] for k in range(4))
+        tc = np.tanh(cs[t + 1])
+        d = dh + gy[t]
+        dcc = dc + d * o * (1 - tc * tc)
+        dg[t] = np.concatenate([dcc * u * i * (1 - i), dcc * cs[t] * f * (1 - f),
+                                dcc * i * (1 - u * u), d * tc * o * (1 - o)], axis=1)
+        dc[...] = dcc * f
+        dh[...] = dg[t] @ w_hh
+    _rnn_param_grads(x, w_ih, hs, dg, dg, gx, gw_ih, gw_hh, gb_ih, gb_hh, accumulate)
+
+
 
 # --- attention (MultiheadAttention, transformer block) ----------------------------
 def _heads(a, batch_first, num_heads):

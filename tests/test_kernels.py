@@ -910,6 +910,18 @@ def kernel_calls(dtype=np.float64):
          [f(2, 3, 6), f(4, 3, 2), f(4), 1, 1, 0, 0, f(2, 6, 5), f(2, 4, 5)]),
         ("conv1d_backward", _ops.conv1d_backward,
          [f(4, 3, 2), f(2, 6, 5), f(2, 4, 5), 1, 1, 0, 0, f(2, 6, 5), f(2, 3, 6), f(4, 3, 2), f(4)]),
+        # recurrent layers: x (T=2, B=3, I=4), H=5, gates 3H (GRU) / 4H (LSTM)
+        ("gru_forward", _ops.gru_forward,
+         [f(2, 3, 4), f(15, 4), f(15, 5), f(15), f(15), f(3, 3, 5), f(2, 3, 15), f(2, 3, 15)]),
+        ("gru_backward", _ops.gru_backward,
+         [f(2, 3, 4), f(15, 4), f(15, 5), f(3, 3, 5), f(2, 3, 15), f(2, 3, 15), f(2, 3, 5),
+          f(3, 5), f(2, 3, 15), f(2, 3, 15), f(2, 3, 4), f(15, 4), f(15, 5), f(15), f(15)]),
+        ("lstm_forward", _ops.lstm_forward,
+         [f(2, 3, 4), f(20, 4), f(20, 5), f(20), f(20), f(3, 3, 5), f(3, 3, 5), f(2, 3, 20),
+          f(3, 20)]),
+        ("lstm_backward", _ops.lstm_backward,
+         [f(2, 3, 4), f(20, 4), f(20, 5), f(3, 3, 5), f(3, 3, 5), f(2, 3, 20), f(2, 3, 5), f(3, 5),
+          f(3, 5), f(2, 3, 20), f(2, 3, 4), f(20, 4), f(20, 5), f(20), f(20)]),
     ]
 
 
