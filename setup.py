@@ -63,7 +63,8 @@ if omp is None:
 
 # -fno-math-errno and -fno-trapping-math change no result (errno and FP exception
 # flags only) but let sqrt and the selects in exp/tanh/sigmoid vectorize.
-compile_args = ["-O3", "-fno-math-errno", "-fno-trapping-math", "-Wno-unused-function"]
+compile_args = ["-O3", "-fno-math-errno", "-fno-trapping-math", "-Wno-unused-function",
+                "-Werror=implicit-function-declaration"]  # a missing kernel fails the build
 if os.environ.get("FASTNN_NATIVE"):
     compile_args.append("-march=native")
 if sys.platform == "win32":

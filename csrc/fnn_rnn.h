@@ -10,8 +10,8 @@
  * with hs[0] = h0, so hs[0:T] is the stacked h_{t-1} that dW_hh needs and
  * hs[1:T+1] is the output.
  *
- * Threads: the whole-sequence GEMMs are split into fixed blocks (fnn_gemm_parts:
- * machine and size only) by fnn_linear_forward/backward; the per-step GEMMs are
+ * Threads: the whole-sequence GEMMs go through fnn_linear_forward/backward,
+ * which cut them only where the cut keeps one call's bits (gemm_plan); the per-step GEMMs are
  * one BLAS call each on the calling thread (splitting a 64x768x256 step product
  * in two cost 1.6x on one thread here, and the recurrence is serial anyway); the
  * gate passes split the batch rows among the threads and are elementwise. So

@@ -223,7 +223,7 @@ void S(fnn_conv1d_backward)(int B, int Cin, int L, int Cout, int k, int stride, 
     }
     /* weights: fixed blocks of gW (rows or columns, by size only), each summed over
      * the batch in order by GEMMs with beta = 1 */
-    int parts = fnn_gemm_parts((double)B * Cout * K * Lout), nt = fnn_parts_threads(parts);
+    int parts = fnn_fixed_blocks((double)B * Cout * K * Lout), nt = fnn_parts_threads(parts);
     int wrows = Cout >= K;
     int wcs = (int)(wrows ? fnn_chunk(Cout, parts) : fnn_chunk_aligned(K, parts));
     FNN_PAR_FOR(nt, p, parts, {

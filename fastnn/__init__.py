@@ -4,7 +4,8 @@ __version__ = "0.1.0"
 
 from ._threading import get_num_threads, set_num_threads
 from ._random import seed
-from .nn import (GELU, BCELoss, BCEWithLogitsLoss, CrossEntropyLoss, Dropout, Embedding, Flatten,
+from .nn import (GELU, GRU, LSTM, BCELoss, BCEWithLogitsLoss, Conv1d, CrossEntropyLoss, Dropout,
+                 Embedding, EmbeddingBag, Flatten,
                  LayerNorm, LeakyReLU, Linear, Module, MSELoss, MultiheadAttention, Parameter,
                  PositionalEmbedding, ReLU, Residual, Sequential, Sigmoid, Softmax, Tanh,
                  TransformerBlock)
@@ -27,6 +28,7 @@ __all__ = [
     "ReLU", "LeakyReLU", "Sigmoid", "Tanh", "GELU", "Softmax",
     "MSELoss", "CrossEntropyLoss", "BCELoss", "BCEWithLogitsLoss",
     "MultiheadAttention", "TransformerBlock", "PositionalEmbedding", "Residual",
+    "GRU", "LSTM", "Conv1d", "EmbeddingBag",
     "Optimizer", "SGD", "Adam", "AdamW", "RMSprop", "Adagrad", "NAdam", "clip_grad_norm",
     "LRScheduler", "StepLR", "LinearLR", "CosineAnnealingLR", "LinearWarmup",
     "Callback", "History", "EarlyStopping", "ModelCheckpoint",

@@ -6,6 +6,7 @@ import os
 import pickle
 import shutil
 import subprocess
+import tempfile
 import sys
 import textwrap
 
@@ -29,10 +30,10 @@ def _mlp(d=8, h=16, c=3, dropout=0.0):
     return fn.Sequential(*layers, fn.Linear(h, c))
 
 
-def _run_python(code, timeout=120, cwd=None):
-    env = {k: v for k, v in os.environ.items() if k != "PYTHONSAFEPATH"}
+def _run_python(code, timeout=120):
+    """A fresh interpreter, from another folder so the installed fastnn is imported."""
     return subprocess.run([sys.executable, "-c", textwrap.dedent(code)], capture_output=True,
-                          text=True, timeout=timeout, cwd=cwd or ROOT, env=env)
+                          text=True, timeout=timeout, cwd=tempfile.gettempdir())
 
 
 # --- 1. the README's commands from the repository root ---------------------------

@@ -10,6 +10,7 @@ import importlib.util
 import os
 import pickle
 import subprocess
+import tempfile
 import sys
 import warnings
 
@@ -37,7 +38,6 @@ from sklearn.utils.estimator_checks import parametrize_with_checks  # noqa: E402
 import fastnn as fn  # noqa: E402
 from fastnn.sklearn import MLPClassifier, MLPRegressor  # noqa: E402
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 @pytest.fixture(scope="module")
@@ -94,9 +94,9 @@ class fn_threads:
 
 # --- optional dependency discipline --------------------------------------------
 def _run(code):
-    env = {**os.environ, "PYTHONPATH": ROOT + os.pathsep + os.environ.get("PYTHONPATH", "")}
-    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env,
-                          cwd=ROOT, timeout=120)
+    # from another folder, so the installed fastnn is imported (not the source tree)
+    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          cwd=tempfile.gettempdir(), timeout=120)
 
 
 def test_import_fastnn_does_not_import_sklearn():

@@ -12,6 +12,10 @@ except ImportError as exc:
     _here = os.path.dirname(os.path.abspath(__file__))
     _root = os.path.dirname(os.path.dirname(_here))
     _checkout = os.path.exists(os.path.join(_root, "setup.py"))
+    if any(f.startswith("_ops.") and f.endswith((".so", ".pyd")) for f in os.listdir(_here)):
+        raise ImportError(f"fastnn's compiled core in {_here} failed to load ({exc}); rebuild "
+                          "it: `pip install -e . --no-build-isolation` or `python setup.py "
+                          "build_ext --inplace`") from exc
     raise ImportError(
         f"fastnn's compiled core (fastnn._kernels._ops) is not built in {_here}."
         + (f" Python imported the source checkout at {_root} (the current folder comes "

@@ -78,12 +78,37 @@ def build_model(vocab_size, context, embed=24, hidden=256, dtype="float32", drop
     return Sequential(*layers, dtype=dtype)
 
 
+def _no_dropout(arch, dropout):
+    if dropout:
+        raise ValueError(f"arch {arch!r} has no dropout (dropout must be 0, got {dropout})")
+
+
 def _transformer(vocab, context, embed, hidden, dtype, dropout):
     from .transformerlm import TransformerLM
-    if dropout:
-        raise ValueError("--arch transformer has no dropout: pass --dropout 0")
+    _no_dropout("transformer", dropout)
     nhead = 4 if embed % 4 == 0 else 1
     return TransformerLM(vocab, embed, nhead, 2, context, dim_feedforward=hidden, dtype=dtype)
+
+
+def _bow(vocab, context, embed, hidden, dtype, dropout):
+    from .seqmodels import BagOfWordsLM
+    _no_dropout("bow", dropout)
+    return BagOfWordsLM(vocab, embed, dtype=dtype)
+
+
+def _cnn(vocab, context, embed, hidden, dtype, dropout):
+    from .seqmodels import CausalConvLM
+    _no_dropout("cnn", dropout)
+    layers = max(1, (context - 1).bit_length())  # dilations 1, 2, 4, ... cover the context
+    return CausalConvLM(vocab, embed, hidden, 2, layers, dtype=dtype)
+
+
+def _rnn(kind):
+    def build(vocab, context, embed, hidden, dtype, dropout):
+        from . import rnnlm
+        _no_dropout(kind, dropout)
+        return getattr(rnnlm, kind)(vocab, embed, hidden, dtype=dtype)
+    return build
 
 
 # The rows of the course's sequence table that fastnn builds: each takes
@@ -93,14 +118,18 @@ ARCHITECTURES = {
     "mlp": lambda vocab, context, embed, hidden, dtype, dropout: build_model(
         vocab, context, embed, hidden, dtype=dtype, dropout=dropout),
     "transformer": _transformer,
+    "bow": _bow,
+    "cnn": _cnn,
+    "gru": _rnn("GRULM"),
+    "lstm": _rnn("LSTMLM"),
 }
 
 
 def model_context(model):
-    """The context length a language model expects."""
-    cfg = model.config() if not isinstance(model, Sequential) else None
-    if cfg and "context" in cfg:
-        return int(cfg["context"])
+    """The context length a language model expects (None: any length)."""
+    if not isinstance(model, Sequential):
+        cfg = model.config() or {}
+        return int(cfg["context"]) if "context" in cfg else None
     try:
         emb, linear = model[0], model[2]
     except (TypeError, IndexError):
@@ -269,6 +298,8 @@ def sample_text(model, tokenizer, prompt="", n=300, context=None, temperature=0.
         prompt = ""
     if context is None:
         context = model_context(model)
+    if context is None:
+        raise ValueError("this model reads any number of tokens: pass context=")
     context = V.integer(context, "context", 1)
     ids = tokenizer.encode(prompt)
     if ids.size < context:
@@ -305,7 +336,7 @@ def save_lm(path, model, tokenizer):
 def load_lm(path):
     """``(model, tokenizer)`` saved by :func:`save_lm` / the CLI's ``--save``."""
     from ..train import checkpoint
-    from . import transformerlm  # noqa: F401 - registers the class a checkpoint may name
+    from . import rnnlm, seqmodels, transformerlm  # noqa: F401 - the classes a checkpoint may name
     vpath = vocab_path_for(path)
     with open(vpath, "r", encoding="utf-8") as f:
         try:
@@ -348,8 +379,9 @@ def add_arguments(p):
                    help=f"embedding size per token (default {d['embed']})")
     p.add_argument("--hidden", type=int, default=d["hidden"],
                    help=f"hidden units (default {d['hidden']})")
-    p.add_argument("--dropout", type=float, default=d["dropout"],
-                   help=f"dropout after the hidden layer (default {d['dropout']})")
+    p.add_argument("--dropout", type=float, default=None,
+                   help=f"dropout after the MLP's hidden layer (default {d['dropout']}; the "
+                        "other architectures have none)")
     p.add_argument("--epochs", type=int, default=d["epochs"], help=f"default {d['epochs']}")
     p.add_argument("--batch-size", type=int, default=d["batch_size"],
                    help=f"default {d['batch_size']}")
@@ -410,7 +442,7 @@ def _check_args(args):
             raise ValueError(f"--{name.replace('_', '-')} must be >= 1, got {getattr(args, name)}")
     if not (args.lr > 0 and math.isfinite(args.lr)):
         raise ValueError(f"--lr must be a finite number > 0, got {args.lr}")
-    if not 0.0 <= args.dropout < 1.0:
+    if args.dropout is not None and not 0.0 <= args.dropout < 1.0:
         raise ValueError(f"--dropout must be in [0, 1), got {args.dropout}")
     if args.sample < 0:
         raise ValueError(f"--sample must be >= 0, got {args.sample}")
@@ -450,13 +482,14 @@ def compare(args, text):
     kind = "word" if args.word else "char"
     rows = []
     for arch in sorted(ARCHITECTURES):
-        dropout = 0.0 if arch == "transformer" else args.dropout
+        dropout = _dropout_for(arch, args.dropout)
         model, tok, hist = train_lm(
             text, tokenizer=kind, context=args.context, embed=args.embed, hidden=args.hidden,
             epochs=10**6, batch_size=args.batch_size, lr=args.lr, seed=args.seed,
             dropout=dropout, progress=False, log=None, arch=arch, budget=budget)
         seconds = sum(hist["time"])
-        sample = sample_text(model, tok, "", 80, temperature=args.temperature, seed=args.seed)
+        sample = sample_text(model, tok, "", 80, context=args.context,
+                             temperature=args.temperature, seed=args.seed)
         rows.append((arch, sum(p.data.size for p in model.parameters()),
                      hist["n_train"] * len(hist["time"]) / seconds, min(hist["val_ppl"]),
                      len(hist["time"]), sample.strip().split("\n")[0][:48]))
@@ -469,6 +502,13 @@ def compare(args, text):
     for arch, params, tps, ppl, epochs, sample in rows:
         print(f"| {arch} | {params:,} | {tps:,.0f} | {epochs} | {ppl:.2f} | `{sample}` |")
     return 0
+
+
+def _dropout_for(arch, given):
+    """--dropout's default: the MLP's 0.1; the other architectures have none."""
+    if given is None:
+        return DEFAULTS["dropout"] if arch == "mlp" else 0.0
+    return given
 
 
 def fn_threads():
@@ -494,7 +534,8 @@ def run(args):
     model, tok, hist = train_lm(
         text, tokenizer=kind, context=args.context, embed=args.embed, hidden=args.hidden,
         epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, seed=args.seed,
-        dropout=args.dropout, min_count=min_count, progress=not args.no_progress, log=log,
+        dropout=_dropout_for(args.arch, args.dropout), min_count=min_count,
+        progress=not args.no_progress, log=log,
         arch=args.arch, budget=args.budget)
     val_ppl, uni = hist["val_ppl"][-1], hist["unigram_ppl"]
     print(f"validation perplexity {val_ppl:.2f} vs unigram baseline {uni:.2f} "
@@ -508,7 +549,8 @@ def run(args):
         else:
             print(f"saved the model to {mpath} and its vocabulary to {vpath}", flush=True)
     if args.sample:
-        sample = sample_text(model, tok, args.prompt, args.sample, temperature=args.temperature,
+        sample = sample_text(model, tok, args.prompt, args.sample, context=args.context,
+                             temperature=args.temperature,
                              top_k=args.top_k, seed=args.seed)
         sep = " " if args.word and args.prompt else ""
         k = f", top-k {args.top_k}" if args.top_k else ""

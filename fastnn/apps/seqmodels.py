@@ -41,6 +41,9 @@ class BagOfWordsLM(Module):
         self.bag.backward(self.head.backward(grad))
         return None
 
+    def config(self):
+        return {"vocab": self.vocab, "dim": self.dim}
+
 
 class CausalConvLM(Module):
     """Embedding(vocab, dim) -> [Conv1d(causal, dilation 2**i) -> ReLU] * layers
@@ -88,3 +91,7 @@ class CausalConvLM(Module):
             g = getattr(self, f"conv{i}").backward(getattr(self, f"act{i}").backward(g))
         self.embed.backward(np.ascontiguousarray(g.transpose(0, 2, 1)))
         return None
+
+    def config(self):
+        return {"vocab": self.vocab, "dim": self.dim, "channels": self.channels,
+                "kernel_size": self.kernel_size, "layers": self.layers}

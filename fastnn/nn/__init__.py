@@ -2,6 +2,8 @@
 container, layers, activations and losses (PyTorch's names and semantics)."""
 from .activations import GELU, LeakyReLU, ReLU, Sigmoid, Softmax, Tanh
 from .attention import MultiheadAttention, PositionalEmbedding, Residual, TransformerBlock
+from .recurrent import GRU, LSTM
+from .sequence import Conv1d, EmbeddingBag
 from .layers import Dropout, Embedding, Flatten, LayerNorm, Linear
 from .losses import BCELoss, BCEWithLogitsLoss, CrossEntropyLoss, MSELoss
 from .module import Module
@@ -11,4 +13,5 @@ from .parameter import Parameter
 __all__ = ["Parameter", "Module", "Sequential", "Linear", "Dropout", "LayerNorm", "Embedding",
            "Flatten", "ReLU", "LeakyReLU", "Sigmoid", "Tanh", "GELU", "Softmax", "MSELoss",
            "CrossEntropyLoss", "BCELoss", "BCEWithLogitsLoss", "MultiheadAttention",
-           "TransformerBlock", "PositionalEmbedding", "Residual"]
+           "TransformerBlock", "PositionalEmbedding", "Residual", "GRU", "LSTM", "Conv1d",
+           "EmbeddingBag"]
