@@ -107,9 +107,9 @@ def test_embedding_ids_from_a_frame():
 
 def test_feature_count_is_checked():
     df, _ = _frame()
-    with pytest.raises(ValueError, match=r"shape \(batch, 3\), got \(40, 4\)"):
+    with pytest.raises(ValueError, match=r"shape \(batch, 3\).*, got \(40, 4\)"):
         _classifier()(df.assign(extra=1.0))
-    with pytest.raises(ValueError, match=r"shape \(batch, 3\), got \(40, 2\)"):
+    with pytest.raises(ValueError, match=r"shape \(batch, 3\).*, got \(40, 2\)"):
         _trainer(_classifier()).fit(df[["age", "income"]], _frame()[1], progress=False)
 
 
