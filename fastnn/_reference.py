@@ -415,12 +415,17 @@ def conv1d_backward(w, col, gy, stride, dilation, pad_left, pad_right, dcol, gx,
 
 # Time-major, torch's gate orders; hs (T+1, B, H) with hs[0] = h0 (cs[0] = c0) as
 # inputs, gates g (T, B, G*H). The input projection of all steps is one product.
-def gru_forward(x, w_ih, w_hh, b_ih, b_hh, hs, g, gh):
+def _project_inputs(x, w_ih, b_ih, g):
     T, B, _ = x.shape
-    H = w_hh.shape[1]
     g[...] = (x.reshape(T * B, -1) @ w_ih.T).reshape(g.shape)
     if b_ih is not None:
         g += b_ih
+    return T, B
+
+
+def gru_forward(x, w_ih, w_hh, b_ih, b_hh, hs, g, gh):
+    T, B = _project_inputs(x, w_ih, b_ih, g)
+    H = w_hh.shape[1]
     for t in range(T):
         np.matmul(hs[t], w_hh.T, out=gh[t])
         if b_hh is not None:
@@ -465,11 +470,8 @@ def gru_backward(x, w_ih, w_hh, hs, g, gh, gy, dh, dgx, dgh, gx, gw_ih, gw_hh, g
 
 
 def lstm_forward(x, w_ih, w_hh, b_ih, b_hh, hs, cs, g, gh):
-    T, B, _ = x.shape
+    T, B = _project_inputs(x, w_ih, b_ih, g)
     H = w_hh.shape[1]
-    g[...] = (x.reshape(T * B, -1) @ w_ih.T).reshape(g.shape)
-    if b_ih is not None:
-        g += b_ih
     for t in range(T):
         np.matmul(hs[t], w_hh.T, out=gh)
         if b_hh is not None:

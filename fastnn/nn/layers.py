@@ -10,7 +10,19 @@ from .module import Module
 from .parameter import Parameter
 
 
-class Linear(Module):
+class _WeightAndBias:
+    """``weight`` and the optional ``bias`` of a layer, by their state-dict names."""
+
+    @property
+    def weight(self):
+        return self._parameters["weight"]
+
+    @property
+    def bias(self):
+        return self._parameters.get("bias")
+
+
+class Linear(_WeightAndBias, Module):
     """y = x W^T + b with W of shape (out, in) and PyTorch's initialization
     (Kaiming-uniform a=sqrt(5), i.e. U(+-1/sqrt(in)), bias U(+-1/sqrt(in)))."""
 
@@ -30,14 +42,6 @@ class Linear(Module):
             b = _random.uniform_(np.empty(self.out_features, self._dtype), -bound, bound)
             self.register_parameter("bias", Parameter._adopt(b))
         self._act = None
-
-    @property
-    def weight(self):
-        return self._parameters["weight"]
-
-    @property
-    def bias(self):
-        return self._parameters.get("bias")
 
     def _fuse(self, activation):
         """Run `activation` inside this layer's kernel (set by Sequential)."""

@@ -10,6 +10,7 @@ import numpy as np
 from .. import _memory, _random
 from .. import _validation as V
 from .._kernels import _ops
+from .layers import _WeightAndBias
 from .module import Module
 from .parameter import Parameter
 
@@ -82,7 +83,7 @@ def _int_arg(value, name, low):
     return int(value)
 
 
-class Conv1d(Module):
+class Conv1d(_WeightAndBias, Module):
     """torch.nn.Conv1d on x (batch, in_channels, time) -> (batch, out_channels, time_out),
     weight (out_channels, in_channels, kernel_size), bias (out_channels,), PyTorch's
     initialization (both U(+-1/sqrt(in_channels * kernel_size))). ``padding`` is an
@@ -143,14 +144,6 @@ class Conv1d(Module):
         if bias:
             b = _random.uniform_(np.empty(self.out_channels, self._dtype), -bound, bound)
             self.register_parameter("bias", Parameter._adopt(b))
-
-    @property
-    def weight(self):
-        return self._parameters["weight"]
-
-    @property
-    def bias(self):
-        return self._parameters.get("bias")
 
     def output_length(self, length):
         """The output's time length for an input of ``length`` steps (< 1: too short)."""
