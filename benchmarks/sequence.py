@@ -25,7 +25,6 @@ ARCHS = ("gru", "lstm", "transformer", "conv")
 
 
 def _fastnn_model(arch):
-    import fastnn as fn
     if arch in ("gru", "lstm"):
         from fastnn.apps.rnnlm import GRULM, LSTMLM
         return (GRULM if arch == "gru" else LSTMLM)(VOCAB, 64, 256)

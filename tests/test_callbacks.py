@@ -8,7 +8,6 @@ import warnings
 import numpy as np
 import pytest
 
-import fastnn
 from fastnn.train import progress
 from fastnn.train.callbacks import Callback, CallbackList, EarlyStopping, History, ModelCheckpoint
 

@@ -6,7 +6,6 @@ fastnn Module with its own forward and backward (no autograd engine):
 
 so it trains with ``fn.Trainer(model, fn.CrossEntropyLoss(), opt).fit(ids, next_ids)``.
 """
-import numpy as np
 
 from .. import _validation as V
 from .._kernels import _ops
