@@ -283,6 +283,11 @@ def _bad_files(path, tmp):
             str(a["optimizer"]).replace('"Adam"', '"SGD"'))}),
         "optim_negative_lr": lambda a: a.update({"optimizer": np.array(
             str(a["optimizer"]).replace('"lr": ', '"lr": -'))}),
+        "optim_unknown_state": lambda a: a.update(
+            {"optimizer": np.array(str(a["optimizer"]).replace('"exp_avg_sq"', '"bogus"')),
+             **{k.replace("exp_avg_sq", "bogus"): a.pop(k) for k in list(a) if "exp_avg_sq" in k}}),
+        "optim_bad_betas": lambda a: a.update({"optimizer": np.array(
+            str(a["optimizer"]).replace('"betas": [', '"betas": [-', 1))}),
         "sched_type": lambda a: a.update({"scheduler": np.array(
             str(a["scheduler"]).replace('"type": "LinearWarmup"', '"type": "StepLR"'))}),
         "sched_state": lambda a: a.update({"scheduler": np.array(
@@ -336,7 +341,8 @@ def test_bad_files_raise_valueerror_and_change_nothing(ckpt, tmp_path):
     ("text", "not a .npz archive"), ("random", "not a .npz archive"), ("npy", ".npy"),
     ("weight_shape", "shape"), ("weight_dtype", "dtype"), ("weight_nan", "NaN"),
     ("missing_weight", "missing"), ("optim_type", "SGD"), ("sched_type", "StepLR"),
-    ("corrupt", "not a readable"),
+    ("corrupt", "not a readable"), ("optim_negative_lr", "optimizer state rejected.*lr"),
+    ("optim_unknown_state", "unexpected optimizer state 'bogus'"), ("optim_bad_betas", "beta"),
 ])
 def test_bad_file_messages(ckpt, tmp_path, name, message):
     path, _ = ckpt

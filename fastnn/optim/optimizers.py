@@ -184,7 +184,15 @@ class Optimizer:
         return {"state": state, "param_groups": groups}
 
     def load_state_dict(self, state_dict):
-        """Restore hyperparameters and state; all checks happen before any write."""
+        """Restore hyperparameters and state from a :meth:`state_dict` (torch's
+        layout). Everything is checked first: a rejected state_dict raises
+        ValueError and leaves the optimizer as it was."""
+        self._apply_staged(self._stage(state_dict))
+
+    def _stage(self, state_dict):
+        """Check ``state_dict`` against this optimizer and return what
+        :meth:`_apply_staged` writes; writes nothing. Checkpoint loading calls
+        the two halves apart, so a whole file is checked before any object changes."""
         try:
             groups, state = state_dict["param_groups"], state_dict["state"]
         except (TypeError, KeyError):
@@ -213,7 +221,8 @@ class Optimizer:
                         if name == "step":
                             continue
                         if name not in self.state_names:
-                            raise ValueError(f"unexpected optimizer state {name!r}")
+                            raise ValueError(f"unexpected optimizer state {name!r} for "
+                                             f"{type(self).__name__}")
                         value = np.asarray(value)
                         if value.shape != p.shape:
                             raise ValueError(f"optimizer state {name!r} of param {saved['params'][j - 1]}"
@@ -222,6 +231,10 @@ class Optimizer:
             if len(steps) > 1:
                 raise ValueError(f"param group {gi}: params have different step counts {sorted(steps)}")
             plan.append((gi, hyper, steps.pop() if steps else 0, arrays))
+        return plan
+
+    def _apply_staged(self, plan):
+        """Write what :meth:`_stage` checked; cannot fail."""
         for gi, hyper, step, arrays in plan:
             self.param_groups[gi].update({k: v for k, v in hyper.items() if k != "params"})
             self._steps[gi] = step
@@ -392,8 +405,8 @@ class NAdam(Optimizer):
         super()._validate(g)
         _check_betas(g["betas"])
 
-    def load_state_dict(self, state_dict):
-        super().load_state_dict(state_dict)
+    def _apply_staged(self, plan):
+        super()._apply_staged(plan)
         self._mu_products.clear()  # betas or steps may have changed
 
     def _mu_product(self, seg, g, step):

@@ -297,7 +297,7 @@ def _stage_optimizer(arrays, model, optimizer, path):
         raise ValueError(f"{path!r}: the file has {len(groups) if isinstance(groups, list) else '?'} "
                          f"param groups, the optimizer has {len(optimizer.param_groups)}")
     params = [p for g in optimizer.param_groups for p in g["params"]]
-    staged_groups = []
+    sd_groups = []
     for gi, (saved, group) in enumerate(zip(groups, optimizer.param_groups)):
         if not isinstance(saved, dict) or not isinstance(saved.get("params"), list):
             raise ValueError(f"{path!r}: malformed param group {gi}")
@@ -305,16 +305,11 @@ def _stage_optimizer(arrays, model, optimizer, path):
         if lacking:
             raise ValueError(f"{path!r}: param group {gi} lacks hyperparameters {lacking}")
         # JSON turned tuples (betas) into lists; give them their original type back
-        staged = {k: tuple(v) if isinstance(v, list) and isinstance(group.get(k), tuple) else v
-                  for k, v in saved.items()}
-        try:
-            optimizer._validate({**group, **staged})
-        except (ValueError, TypeError, KeyError) as exc:
-            raise ValueError(f"{path!r}: param group {gi}: {exc}") from None
-        staged_groups.append(staged)
-    staged_state = {}
+        sd_groups.append({k: tuple(v) if isinstance(v, list) and isinstance(group.get(k), tuple)
+                          else v for k, v in saved.items()})
     if not isinstance(state, dict):
         raise ValueError(f"{path!r}: malformed optimizer state")
+    sd_state = {}
     for index, entry in state.items():
         try:
             i = int(index)
@@ -328,15 +323,14 @@ def _stage_optimizer(arrays, model, optimizer, path):
             raise ValueError(f"{path!r}: optimizer state {index}: bad step {step!r}")
         if not isinstance(buffers, list) or not all(isinstance(b, str) for b in buffers):
             raise ValueError(f"{path!r}: malformed optimizer state entry {index!r}")
-        staged = {"step": float(step)}
-        for name in buffers:
-            if name not in type(optimizer).state_names:
-                raise ValueError(f"{path!r}: unexpected optimizer state {name!r} for "
-                                 f"{type(optimizer).__name__}")
-            staged[name] = _checked_array(arrays, f"optim/{i}/{name}", p.shape, p.dtype, path,
-                                          f"optimizer state {name!r} of parameter {i}")
-        staged_state[i] = staged
-    return {"state": staged_state, "param_groups": staged_groups}
+        sd_state[i] = {"step": float(step),
+                       **{name: _checked_array(arrays, f"optim/{i}/{name}", p.shape, p.dtype, path,
+                                               f"optimizer state {name!r} of parameter {i}")
+                          for name in buffers}}
+    try:  # the optimizer checks its own hyperparameters and state
+        return optimizer._stage({"state": sd_state, "param_groups": sd_groups})
+    except (ValueError, TypeError, KeyError) as exc:
+        raise ValueError(f"{path!r}: optimizer state rejected: {exc}") from None
 
 
 def _stage_scheduler(arrays, scheduler, path):
@@ -395,9 +389,9 @@ def _stage(path, arrays, model, optimizer, scheduler, restore_rng):
         raise ValueError(f"{path!r}: the file holds {arch['dtype']} weights, the model is "
                          f"{np.dtype(model.dtype)}")
     weights = _stage_model(arrays, model, path)
-    opt_sd = _stage_optimizer(arrays, model, optimizer, path) if optimizer is not None else None
+    opt_plan = _stage_optimizer(arrays, model, optimizer, path) if optimizer is not None else None
     sched_sd = _stage_scheduler(arrays, scheduler, path) if scheduler is not None else None
-    return weights, opt_sd, sched_sd, rng_state
+    return weights, opt_plan, sched_sd, rng_state
 
 
 def load(path, model=None, optimizer=None, scheduler=None, restore_rng=False):
@@ -431,15 +425,15 @@ def load(path, model=None, optimizer=None, scheduler=None, restore_rng=False):
         if rng_state is not None:
             _random.generator().bit_generator.state = rng_state
         return model
-    weights, opt_sd, sched_sd, rng_state = staged
+    weights, opt_plan, sched_sd, rng_state = staged
 
     # Everything is checked; write. Each load_state_dict checks before it writes,
     # and should not fail on what passed above; if one does anyway, the ones
     # before it are undone, so the call stays all-or-nothing.
     undo = _snapshot(model, optimizer, scheduler)
     try:
-        if opt_sd is not None:
-            optimizer.load_state_dict(opt_sd)
+        if opt_plan is not None:
+            optimizer._apply_staged(opt_plan)
         if sched_sd is not None:
             scheduler.load_state_dict(sched_sd)   # after the optimizer: it writes the groups' lr
         model.load_state_dict(weights)
