@@ -84,20 +84,14 @@ FNN_CLONES static void S(dact_range)(int act, T slope, int64_t n, const T *x, co
 
 void S(fnn_act_forward)(int act, T slope, int64_t n, const T *x, T *y)
 {
-    int nt = fnn_threads_for((double)n * 8);
-    int64_t cs = fnn_chunk(n, nt);
-    FNN_PAR_FOR(nt, c, nt, {
-        int64_t lo = c * cs, len = lo < n ? (n - lo < cs ? n - lo : cs) : 0;
+    FNN_PAR_CHUNKS(fnn_threads_for((double)n * 8), n, fnn_chunk, lo, len, {
         S(act_range)(act, slope, len, x + lo, y + lo);
     });
 }
 
 void S(fnn_act_backward)(int act, T slope, int64_t n, const T *x, const T *y, const T *gy, T *gx)
 {
-    int nt = fnn_threads_for((double)n * 8);
-    int64_t cs = fnn_chunk(n, nt);
-    FNN_PAR_FOR(nt, c, nt, {
-        int64_t lo = c * cs, len = lo < n ? (n - lo < cs ? n - lo : cs) : 0;
+    FNN_PAR_CHUNKS(fnn_threads_for((double)n * 8), n, fnn_chunk, lo, len, {
         S(dact_range)(act, slope, len, x ? x + lo : NULL, y ? y + lo : NULL, gy + lo, gx + lo);
     });
 }
@@ -504,10 +498,7 @@ FNN_CLONES static void S(sgd_range)(int64_t n, T *restrict p, const T *restrict 
 void S(fnn_sgd)(int64_t n, T *p, const T *g, T *buf, T lr, T momentum, T dampening, T wd,
                 int nesterov, int first)
 {
-    int nt = fnn_threads_for((double)n * 2);
-    int64_t cs = fnn_chunk_aligned(n, nt);
-    FNN_PAR_FOR(nt, c, nt, {
-        int64_t lo = c * cs, len = lo < n ? (n - lo < cs ? n - lo : cs) : 0;
+    FNN_PAR_CHUNKS(fnn_threads_for((double)n * 2), n, fnn_chunk_aligned, lo, len, {
         S(sgd_range)(len, p + lo, g + lo, buf ? buf + lo : NULL, lr, momentum, dampening, wd,
                      nesterov, first);
     });
@@ -546,10 +537,7 @@ void S(fnn_adam)(int64_t n, T *p, const T *g, T *m, T *v, T lr, T beta1, T beta2
     double bc1 = 1.0 - pow((double)beta1, (double)step);
     double bc2 = 1.0 - pow((double)beta2, (double)step);
     T step_size = (T)((double)lr / bc1), bc2_sqrt = (T)sqrt(bc2);
-    int nt = fnn_threads_for((double)n * 4);
-    int64_t cs = fnn_chunk_aligned(n, nt);
-    FNN_PAR_FOR(nt, c, nt, {
-        int64_t lo = c * cs, len = lo < n ? (n - lo < cs ? n - lo : cs) : 0;
+    FNN_PAR_CHUNKS(fnn_threads_for((double)n * 4), n, fnn_chunk_aligned, lo, len, {
         S(adam_range)(len, p + lo, g + lo, m + lo, v + lo, lr, beta1, beta2, eps, wd, decoupled,
                       step_size, bc2_sqrt);
     });
@@ -584,10 +572,7 @@ FNN_CLONES static void S(rmsprop_range)(int64_t n, T *restrict p, const T *restr
 void S(fnn_rmsprop)(int64_t n, T *p, const T *g, T *sq, T *gavg, T *buf, T lr, T alpha, T eps,
                     T wd, T momentum)
 {
-    int nt = fnn_threads_for((double)n * 4);
-    int64_t cs = fnn_chunk_aligned(n, nt);
-    FNN_PAR_FOR(nt, c, nt, {
-        int64_t lo = c * cs, len = lo < n ? (n - lo < cs ? n - lo : cs) : 0;
+    FNN_PAR_CHUNKS(fnn_threads_for((double)n * 4), n, fnn_chunk_aligned, lo, len, {
         S(rmsprop_range)(len, p + lo, g + lo, sq + lo, gavg ? gavg + lo : NULL,
                          buf ? buf + lo : NULL, lr, alpha, eps, wd, momentum);
     });
@@ -606,10 +591,7 @@ FNN_CLONES static void S(adagrad_range)(int64_t n, T *restrict p, const T *restr
 
 void S(fnn_adagrad)(int64_t n, T *p, const T *g, T *sum, T clr, T wd, T eps)
 {
-    int nt = fnn_threads_for((double)n * 3);
-    int64_t cs = fnn_chunk_aligned(n, nt);
-    FNN_PAR_FOR(nt, c, nt, {
-        int64_t lo = c * cs, len = lo < n ? (n - lo < cs ? n - lo : cs) : 0;
+    FNN_PAR_CHUNKS(fnn_threads_for((double)n * 3), n, fnn_chunk_aligned, lo, len, {
         S(adagrad_range)(len, p + lo, g + lo, sum + lo, clr, wd, eps);
     });
 }
@@ -634,10 +616,7 @@ void S(fnn_nadam)(int64_t n, T *p, const T *g, T *m, T *v, T lr, T beta1, T beta
 {
     T decay = decoupled ? (T)1 - lr * wd : (T)1, l2 = decoupled ? 0 : wd;
     T bc2 = (T)bias_correction2, gc = (T)grad_coef, ac = (T)avg_coef;
-    int nt = fnn_threads_for((double)n * 5);
-    int64_t cs = fnn_chunk_aligned(n, nt);
-    FNN_PAR_FOR(nt, c, nt, {
-        int64_t lo = c * cs, len = lo < n ? (n - lo < cs ? n - lo : cs) : 0;
+    FNN_PAR_CHUNKS(fnn_threads_for((double)n * 5), n, fnn_chunk_aligned, lo, len, {
         S(nadam_range)(len, p + lo, g + lo, m + lo, v + lo, beta1, beta2, eps, decay, l2, bc2,
                        gc, ac);
     });

@@ -243,6 +243,20 @@ static inline uint64_t fnn_hash64(uint64_t seed, uint64_t i)
     } while (0)
 #endif
 
+/* The elementwise pattern: N elements in one chunk per thread (CHUNK is fnn_chunk
+ * or fnn_chunk_aligned); the body sees its chunk as [LO, LO + LEN), LEN may be 0. */
+#define FNN_PAR_CHUNKS(NT, N, CHUNK, LO, LEN, ...)                                    \
+    do {                                                                              \
+        int fnn_pc_nt_ = (NT);                                                        \
+        int64_t fnn_pc_n_ = (N), fnn_pc_cs_ = CHUNK(fnn_pc_n_, fnn_pc_nt_);           \
+        FNN_PAR_FOR(fnn_pc_nt_, fnn_pc_c_, fnn_pc_nt_, {                              \
+            int64_t LO = fnn_pc_c_ * fnn_pc_cs_;                                      \
+            int64_t LEN = LO >= fnn_pc_n_ ? 0                                         \
+                : (fnn_pc_n_ - LO < fnn_pc_cs_ ? fnn_pc_n_ - LO : fnn_pc_cs_);        \
+            __VA_ARGS__                                                               \
+        });                                                                           \
+    } while (0)
+
 /* float32 exp and tanh that the compiler can vectorize (libm's are scalar calls,
  * ~40x slower than a SIMD loop): Cephes' range reduction and polynomials, within
  * a few ulp of expf/tanhf. exp's input is clamped to [-87.3, 88]: every caller
