@@ -80,19 +80,16 @@ def worker(args):
         buf = np.ones(model._flat.grad.size, np.float32)
         for _ in range(5):
             comm.Allreduce(MPI.IN_PLACE, buf, MPI.SUM)
-        times = []
-        for _ in range(args.steps):
-            comm.Barrier()
-            t0 = time.perf_counter()
-            comm.Allreduce(MPI.IN_PLACE, buf, MPI.SUM)
-            times.append(time.perf_counter() - t0)
-        small = np.ones(3)
-        tiny = []
-        for _ in range(args.steps):
-            comm.Barrier()
-            t0 = time.perf_counter()
-            comm.Allreduce(MPI.IN_PLACE, small, MPI.SUM)
-            tiny.append(time.perf_counter() - t0)
+
+        def timed(a):
+            times = []
+            for _ in range(args.steps):
+                comm.Barrier()
+                t0 = time.perf_counter()
+                comm.Allreduce(MPI.IN_PLACE, a, MPI.SUM)
+                times.append(time.perf_counter() - t0)
+            return times
+        times, tiny = timed(buf), timed(np.ones(3))
         worst = comm.reduce(float(np.median(times)), MPI.MAX)
         worst_tiny = comm.reduce(float(np.median(tiny)), MPI.MAX)
         if comm.rank == 0:

@@ -492,34 +492,34 @@ class DistributedTrainer(Trainer):
                                    f"[{-buf[1]!r}, {buf[0]!r}]")
 
     # --- checkpoints ------------------------------------------------------------
+    def _on_rank0(self, action, what):
+        """Run action on rank 0 only; if it fails there, every rank raises."""
+        error = None
+        if self.rank == 0:
+            try:
+                action()
+            except Exception as exc:  # noqa: BLE001
+                error = exc
+        if self.size > 1:
+            self._agree(error, np.zeros(1), f"Allreduce after {what}")
+        elif error is not None:
+            raise error
+
+    def _checkpoint_objects(self):
+        extra = {"scheduler": self.scheduler} if self.scheduler is not None else {}
+        return (self.model, self.optimizer), extra
+
     def save(self, path):
         """Rank 0 writes model + optimizer (+ scheduler) with ``fastnn.save``;
         the others wait until the file is complete."""
         from ..train import checkpoint
-        error = None
-        if self.rank == 0:
-            try:
-                kwargs = {"scheduler": self.scheduler} if self.scheduler is not None else {}
-                checkpoint.save(path, self.model, self.optimizer, **kwargs)
-            except Exception as exc:  # noqa: BLE001
-                error = exc
-        if self.size > 1:
-            self._agree(error, np.zeros(1), "Allreduce after saving a checkpoint")
-        elif error is not None:
-            raise error
+        args, kwargs = self._checkpoint_objects()
+        self._on_rank0(lambda: checkpoint.save(path, *args, **kwargs), "saving a checkpoint")
 
     def load(self, path):
         """Rank 0 reads the checkpoint and broadcasts it (no shared filesystem needed)."""
         from ..train import checkpoint
-        error = None
-        if self.rank == 0:
-            try:
-                kwargs = {"scheduler": self.scheduler} if self.scheduler is not None else {}
-                checkpoint.load(path, self.model, self.optimizer, **kwargs)
-            except Exception as exc:  # noqa: BLE001
-                error = exc
+        args, kwargs = self._checkpoint_objects()
+        self._on_rank0(lambda: checkpoint.load(path, *args, **kwargs), "loading a checkpoint")
         if self.size > 1:
-            self._agree(error, np.zeros(1), "Allreduce after loading a checkpoint")
             self.broadcast_state(root=0)
-        elif error is not None:
-            raise error
