@@ -56,6 +56,7 @@ def set_num_threads(n):
 
 
 def get_num_threads():
+    """The number of OpenMP threads fastnn's kernels use (see set_num_threads)."""
     return _ops.get_threads()
 
 

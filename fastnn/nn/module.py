@@ -81,33 +81,40 @@ class Module:
         self.__dict__.update(state)
 
     def register_parameter(self, name, param):
+        """Add ``param`` under ``name`` (what ``self.name = Parameter(...)`` does)."""
         if not isinstance(param, Parameter):
             raise TypeError(f"register_parameter: {name} must be a Parameter")
         self._parameters[name] = param
 
     def add_module(self, name, module):
+        """Add a child module under ``name``; its parameters join this one's as ``name.*``."""
         if not isinstance(module, Module):
             raise TypeError(f"add_module: {name} must be a fastnn Module, got {type(module).__name__}")
         self._modules[name] = module
 
     def children(self):
+        """The direct child modules, in registration order."""
         return iter(self._modules.values())
 
     def named_modules(self, prefix=""):
+        """(dotted name, module) for this module and every descendant, depth first."""
         yield prefix, self
         for name, child in self._modules.items():
             yield from child.named_modules(f"{prefix}.{name}" if prefix else name)
 
     def named_parameters(self, prefix=""):
+        """[(dotted name, Parameter)], the state-dict names (``0.weight``, ``fc1.bias``)."""
         out = [(prefix + name, p) for name, p in self._parameters.items()]
         for cname, child in self._modules.items():
             out.extend(child.named_parameters(f"{prefix}{cname}."))
         return out
 
     def parameters(self):
+        """Every Parameter, in state-dict order: what an optimizer is built on."""
         return [p for _, p in self.named_parameters()]
 
     def modules(self):
+        """This module and every descendant, depth first."""
         yield self
         for child in self._modules.values():
             yield from child.modules()
@@ -126,14 +133,17 @@ class Module:
 
     # --- modes and gradients ------------------------------------------------
     def train(self, mode=True):
+        """Set training mode (Dropout active) on this module and its descendants; returns self."""
         for m in self.modules():
             m.training = bool(mode)
         return self
 
     def eval(self):
+        """Evaluation mode (Dropout off, inference through the compiled program); returns self."""
         return self.train(False)
 
     def zero_grad(self):
+        """Set every parameter's gradient to zero (backward writes, or adds with accumulate=True)."""
         for p in self.parameters():
             p.grad.fill(0)
 

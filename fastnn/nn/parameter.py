@@ -8,6 +8,9 @@ import numpy as np
 
 
 class Parameter:
+    """A trainable array ``data`` (float32 or float64, copied from ``data``) and
+    its gradient ``grad`` of the same shape, zero at first. Assign with
+    ``p.data = value`` or ``p.data[...] = value``: the shape and dtype stay."""
     __slots__ = ("_data", "_grad", "_flat", "_offset")
 
     def __init__(self, data):

@@ -93,6 +93,7 @@ class Optimizer:
             self.add_param_group(g)
 
     def add_param_group(self, group):
+        """Add a dict with "params" and any hyperparameters (the rest from defaults), as torch."""
         if not isinstance(group, dict) or "params" not in group:
             raise TypeError("a param group must be a dict with a 'params' list")
         params = list(group["params"])
@@ -155,11 +156,13 @@ class Optimizer:
             del seg.state[name]
 
     def zero_grad(self, set_to_none=False):
+        """Zero the gradients of every parameter this optimizer updates."""
         for segs in self._segs:
             for seg in segs:
                 seg.grad.fill(0)
 
     def step(self):
+        """Apply one update to every parameter from its ``grad`` (the rule in the class docstring)."""
         for gi in range(len(self.param_groups)):  # check every group before updating any
             self._check_group(gi)
         for gi, group in enumerate(self.param_groups):
@@ -169,6 +172,7 @@ class Optimizer:
 
     # --- state dicts (torch's layout: params numbered across groups) ------------
     def state_dict(self):
+        """{"state": {index: {"step", buffers...}}, "param_groups": [...]}, torch's layout."""
         state, groups, index = {}, [], 0
         for gi, group in enumerate(self.param_groups):
             ids = []

@@ -67,9 +67,11 @@ class LRScheduler:
             self._is_initial = False
 
     def get_lr(self):
+        """The lr of each param group at the current ``last_epoch``."""
         raise NotImplementedError
 
     def step(self):
+        """Advance one step (call after ``optimizer.step()``) and set the groups' lr."""
         self._step_count += 1
         self.last_epoch += 1
         self._apply(self.get_lr())
@@ -87,6 +89,7 @@ class LRScheduler:
         return [g["lr"] for g in self.optimizer.param_groups]
 
     def state_dict(self):
+        """The schedule's position and hyperparameters (JSON-safe), for checkpoints."""
         d = {"name": type(self).__name__,
              "last_epoch": int(self.last_epoch),
              "step_count": int(self._step_count),

@@ -53,6 +53,7 @@ class Callback:
     trainer = None
 
     def set_trainer(self, trainer):
+        """Called by fit with the Trainer being fitted (``self.trainer``)."""
         self.trainer = trainer
 
     def _bind(self, trainer):
@@ -60,18 +61,24 @@ class Callback:
             self.set_trainer(trainer)
 
     def on_train_begin(self, trainer=None):
+        """Before the first epoch."""
         pass
 
     def on_epoch_begin(self, epoch, logs=None):
+        """Before epoch ``epoch`` (0-based)."""
         pass
 
     def on_batch_end(self, batch, logs=None):
+        """After each training step; logs has the batch's "loss" and "size"."""
         pass
 
     def on_epoch_end(self, epoch, logs=None):
+        """After an epoch; logs has "loss" (and "accuracy", "val_loss", ... as fit
+        reports them). Setting ``trainer.stop_training = True`` stops training."""
         pass
 
     def on_train_end(self, logs=None):
+        """After the last epoch (also when training stopped early)."""
         pass
 
 

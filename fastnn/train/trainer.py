@@ -435,6 +435,7 @@ class Trainer:
         return history
 
     def predict(self, X, batch_size=1024):
+        """The model's outputs for X in eval mode, in batches (``model.predict``)."""
         return self.model.predict(X, batch_size)
 
 
