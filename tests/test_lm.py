@@ -54,6 +54,28 @@ def test_validation_loss_matches_an_independent_computation(trained):
     assert fn.perplexity(ce) == pytest.approx(hist["val_ppl"][-1], rel=1e-4)
 
 
+def test_per_position_model_trains_on_every_position_and_is_scored_like_the_mlp(monkeypatch):
+    """A model with ``per_position`` (logits after every position) trains on
+    side-by-side windows with every next token as a target, and its validation
+    loss is the CE of the last position of the same sliding windows the MLP has."""
+    def bigram(vocab, context, embed, hidden, dtype, dropout):
+        model = fn.Sequential(fn.Embedding(vocab, embed), fn.Linear(embed, vocab), dtype=dtype)
+        model.per_position = True
+        return model
+    monkeypatch.setitem(lm.ARCHITECTURES, "bigram", bigram)
+    text = T.stdlib_corpus(max_chars=20_000)
+    model, tok, hist = lm.train_lm(text, context=8, embed=16, epochs=3, batch_size=16, lr=1e-2,
+                                   seed=0, progress=False, arch="bigram")
+    assert hist["n_train"] == (18_000 - 1) // 8 * 8 and hist["n_val"] == 2_000
+    assert hist["val_ppl"][-1] < 0.6 * hist["unigram_ppl"]
+    X, y = T.next_token_windows(tok.encode(text), 8)
+    z = model.predict(X[-2000:])[:, -1].astype(np.float64)
+    z -= z.max(axis=1, keepdims=True)
+    ce = -(z[np.arange(2000), y[-2000:]] - np.log(np.exp(z).sum(axis=1)))
+    assert fn.perplexity(ce) == pytest.approx(hist["val_ppl"][-1], rel=1e-4)
+    assert len(lm.sample_text(model, tok, "The ", n=20, context=8, seed=0)) == 20
+
+
 def test_build_model_structure():
     fn.seed(0)
     m = lm.build_model(30, context=5, embed=4, hidden=16)

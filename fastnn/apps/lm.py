@@ -173,6 +173,21 @@ def _split(ids, context, val_fraction):
     return (X[:k], y[:k]), (X[k:], y[k:]), cut
 
 
+def _per_position(ids, cut, context, Xv, yv, ignore_index):
+    """Targets for a model that predicts after every position of its window
+    (``model.per_position``): training windows side by side (stride ``context``)
+    with the next token of every position as targets, (n, context) each, so an
+    epoch still sees every training token once as a target but runs 1/context
+    of the windows; validation keeps the sliding windows and scores only their
+    last position (the others are ``ignore_index``), the MLP's measure exactly."""
+    n = (cut - 1) // context
+    Xt = np.ascontiguousarray(ids[:n * context].reshape(n, context), dtype=np.int64)
+    Yt = np.ascontiguousarray(ids[1:n * context + 1].reshape(n, context), dtype=np.int64)
+    Yv = np.full(Xv.shape, ignore_index, np.int64)
+    Yv[:, -1] = yv
+    return (Xt, Yt), (Xv, Yv)
+
+
 class _EpochReport(Callback):
     """Times each epoch and prints one line per epoch."""
 
@@ -244,13 +259,18 @@ def train_lm(text, tokenizer="char", context=DEFAULTS["context"], embed=DEFAULTS
         raise ValueError(f"arch must be one of {sorted(ARCHITECTURES)}, got {arch!r}")
     _random.seed(seed)
     model = ARCHITECTURES[arch](vocab, context, embed, hidden, dtype, dropout)
+    loss = CrossEntropyLoss()
+    per_position = getattr(model, "per_position", False)
+    if per_position:
+        (Xt, yt), (Xv, yv) = _per_position(ids, cut, context, Xv, yv, loss.ignore_index)
+    n_targets = Xt.size if per_position else len(Xt)
     opt = Adam(model.parameters(), lr=lr)
     steps = epochs * -(-len(Xt) // batch_size)
     warmup = max(1, min(200, steps // 10))
     # A cosine to 5% of lr: the last epochs settle instead of rattling at full lr.
     sched = LinearWarmup(opt, warmup, after=CosineAnnealingLR(opt, max(1, steps - warmup),
                                                               eta_min=0.05 * lr))
-    trainer = Trainer(model, CrossEntropyLoss(), opt, scheduler=sched)
+    trainer = Trainer(model, loss, opt, scheduler=sched)
     if log is not None:
         log(f"{len(ids):,} tokens, vocabulary {vocab}, {len(Xt):,} training / {len(Xv):,} "
             f"validation windows of {context}; {sum(p.data.size for p in model.parameters()):,} "
@@ -265,7 +285,7 @@ def train_lm(text, tokenizer="char", context=DEFAULTS["context"], embed=DEFAULTS
     history["val_ppl"] = [T.perplexity(v) for v in history["val_loss"]]
     history["time"] = list(report.times)
     history.update(unigram_ppl=unigram, vocab_size=vocab, context=context,
-                   n_train=len(Xt), n_val=len(Xv))
+                   n_train=n_targets, n_val=len(Xv))
     model.eval()
     return model, tok, history
 
@@ -306,7 +326,8 @@ def sample_text(model, tokenizer, prompt="", n=300, context=None, temperature=0.
         ids = np.concatenate([np.full(context - ids.size, _pad_id(tokenizer), np.int64), ids])
 
     def predict_logits(window):
-        return model.predict(window)
+        out = model.predict(window)
+        return out[:, -1] if out.ndim == 3 else out  # a per-position model: the last one
 
     out = T.generate(predict_logits, ids, n, context, temperature=temperature, top_k=top_k,
                      seed=seed)
