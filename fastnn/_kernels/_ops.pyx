@@ -1,7 +1,8 @@
 # cython: language_level=3, boundscheck=False, wraparound=False, cdivision=True
 # cython: initializedcheck=False, embedsignature=True
 """Typed entry points to the C kernels (csrc/), one per kernel, float32 and
-float64 through the fused type ``floating``.
+float64 through the fused type ``floating``; each reaches C through its kernel's
+shim in _fnn.pxd, the one place that picks the _f32 or _f64 symbol.
 
 Callers (the Python layers) own validation of user input; these wrappers still
 check every shape they rely on, so a wrong call raises instead of corrupting
