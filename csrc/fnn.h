@@ -5,6 +5,9 @@
 #define FNN_H
 #include <stdint.h>
 
+/* The numbered codes (FNN_ACT_*, FNN_LOSS_*, FNN_OPT_*) are defined here and nowhere
+ * else: _fnn.pxd declares them and _ops exports them to Python (ACT_RELU, ...).
+ * The GELU forms come last: they alone read the pre-activation (act >= FNN_ACT_GELU). */
 enum { FNN_ACT_NONE = 0, FNN_ACT_RELU = 1, FNN_ACT_LEAKY = 2, FNN_ACT_SIGMOID = 3,
        FNN_ACT_TANH = 4, FNN_ACT_GELU = 5, FNN_ACT_GELU_TANH = 6 };
 

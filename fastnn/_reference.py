@@ -12,7 +12,9 @@ import math
 import numpy as np
 from scipy.special import erf
 
-ACT_NONE, ACT_RELU, ACT_LEAKY, ACT_SIGMOID, ACT_TANH, ACT_GELU, ACT_GELU_TANH = range(7)
+# The codes are the kernels' own (csrc/fnn.h), so a twin reads a code as its kernel does.
+from fastnn._kernels._ops import (ACT_GELU, ACT_GELU_TANH, ACT_LEAKY, ACT_NONE, ACT_RELU,
+                                  ACT_SIGMOID, ACT_TANH, BAG_MAX, BAG_MEAN)
 _GELU_K = math.sqrt(2.0 / math.pi)
 _GELU_C = 0.044715
 
@@ -338,9 +340,6 @@ def cross_entropy_ignore(z, labels, ignore_index, smoothing, grad, weight=None):
     if grad is not None:
         grad[keep] = gk
     return value
-
-
-BAG_SUM, BAG_MEAN, BAG_MAX = range(3)
 
 
 def embedding_bag_forward(idx, weight, mode, out, arg=None):

@@ -4,6 +4,9 @@ kernels' input discipline: C-contiguous arrays of one dtype, checked shapes, and
 a clean exception (never a crash) for anything else. The public API must accept
 strided, Fortran-ordered and read-only inputs and give the contiguous result.
 """
+import os
+import re
+
 import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -23,7 +26,16 @@ SEEDS = st.integers(0, 2**32 - 1)
 DIM = st.one_of(st.integers(1, 24), st.sampled_from([1, 15, 16, 17, 31, 33, 64, 65, 127, 150, 200, 300]))
 # 1-D sizes: small, and large enough for every elementwise kernel to go parallel
 N1D = st.one_of(st.integers(1, 70), st.sampled_from([16, 17, 1023, 16385, 40000, 140001]))
-ACTS = st.sampled_from(range(7))
+
+
+def codes(prefix):
+    """The kernels' codes named prefix* (defined in csrc/fnn.h, exported by _ops)."""
+    return sorted(v for k, v in vars(_ops).items() if k.startswith(prefix))
+
+
+ACT_CODES = codes("ACT_")
+ACT_CODES_NO_Z = [c for c in ACT_CODES if c < _ops.ACT_GELU]  # those that never read x/z
+ACTS = st.sampled_from(ACT_CODES)
 SLOPES = st.sampled_from([0.01, 0.2, 0.0, -0.5])
 
 
@@ -312,7 +324,7 @@ def test_act_backward(dtype, n, code, slope, seed):
     assert_close(gx_k, gx_r, dtype)
 
 
-@pytest.mark.parametrize("code", range(7))
+@pytest.mark.parametrize("code", ACT_CODES)
 def test_act_in_place(code):
     """act_forward may write over its input, act_backward over gy."""
     rng = np.random.default_rng(code)
@@ -328,7 +340,7 @@ def test_act_in_place(code):
     assert_close(g, want_g, np.float64)
 
 
-@pytest.mark.parametrize("code", [0, 1, 2, 3, 4])
+@pytest.mark.parametrize("code", ACT_CODES_NO_Z)
 def test_act_backward_without_x_float64(code):
     y = np.linspace(-1, 1, 9)
     gy = np.ones(9)
@@ -337,7 +349,7 @@ def test_act_backward_without_x_float64(code):
     assert_close(gx, ref.dact(code, 0.1, None, y, gy), np.float64)
 
 
-@pytest.mark.parametrize("code", [0, 1, 2, 3, 4])
+@pytest.mark.parametrize("code", ACT_CODES_NO_Z)
 def test_act_backward_without_x_float32(code):
     y = np.linspace(-1, 1, 9, dtype=np.float32)
     gy = np.ones(9, np.float32)
@@ -1116,3 +1128,57 @@ def test_backward_and_losses_accept_any_layout(layout):
     labels = rng.integers(0, 4, 7)
     lab_view = np.repeat(labels, 2)[::2]
     assert ce(_layouts(out)[layout], lab_view) == pytest.approx(ce(out, labels), rel=1e-12)
+
+
+# ======================================================================= codes
+HEADER = os.path.join(os.path.dirname(__file__), os.pardir, "csrc", "fnn.h")
+
+
+@pytest.mark.skipif(not os.path.exists(HEADER), reason="no csrc/ next to the tests")
+def test_codes_are_the_headers():
+    """Every numbered code of csrc/fnn.h reaches Python under its name, with its value."""
+    with open(HEADER) as fh:
+        header = dict(re.findall(r"\bFNN_((?:ACT|LOSS|OPT)_\w+) = (\d+)", fh.read()))
+    exported = {k: v for k, v in vars(_ops).items() if re.match(r"(ACT|LOSS|OPT)_", k)}
+    assert exported == {k: int(v) for k, v in header.items()}
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_loss_codes_compute_their_losses(dtype):
+    """A dense program given LOSS_x computes the loss x of its twin in _reference."""
+    rng = np.random.default_rng(0)
+    n, d, C = 6, 4, 3
+    w, b, x = randn(rng, (C, d), dtype), randn(rng, C, dtype), randn(rng, (n, d), dtype)
+    binary = rng.random((n, C)).astype(dtype)
+    cases = {  # code: (output activation, target, the twin's loss of output y)
+        _ops.LOSS_MSE: (_ops.ACT_NONE, randn(rng, (n, C), dtype),
+                        lambda y, t: ref.mse(y.ravel(), t.ravel(), None)),
+        _ops.LOSS_BCE: (_ops.ACT_SIGMOID, binary, lambda y, t: ref.bce(y.ravel(), t.ravel(), None)),
+        _ops.LOSS_BCE_LOGITS: (_ops.ACT_NONE, binary,
+                               lambda y, t: ref.bce_logits(y.ravel(), t.ravel(), None)),
+        _ops.LOSS_CE_LABELS: (_ops.ACT_NONE, rng.integers(0, C, n),
+                              lambda y, t: ref.cross_entropy_labels(y, t, 0.0, None)),
+        _ops.LOSS_CE_PROBS: (_ops.ACT_NONE, rng.dirichlet(np.ones(C), n).astype(dtype),
+                             lambda y, t: ref.cross_entropy_probs(y, t, 0.0, None)),
+    }
+    assert sorted(cases) == codes("LOSS_")
+    for code, (act, target, twin) in cases.items():
+        prog = _ops.DenseProgram([(w, b, np.empty_like(w), np.empty_like(b), act, 0.0)], n, dtype)
+        assert prog.target_ok(target, code)
+        y = np.empty((n, C), dtype)
+        ref.linear_forward(x, w, b, act, 0.0, None, y)
+        assert prog.forward_backward(x, target, code, 0.0, 1.0) == pytest.approx(
+            twin(y, target), rel=tol(dtype))
+
+
+def test_update_kinds():
+    """Each optimizer's Update carries the OPT_ code of its rule (the C switch reads it)."""
+    p = np.zeros(3)
+    kinds = [_ops.sgd_update(0.1, 0.0, 0.0, 0.0, False, True, None).kind,
+             _ops.adam_update(0.1, 0.9, 0.99, 1e-8, 0.0, False, 1, p, p).kind,
+             _ops.rmsprop_update(0.1, 0.99, 1e-8, 0.0, 0.0, p, None, None).kind,
+             _ops.adagrad_update(0.1, 0.0, 0.0, 1e-10, 1, p).kind,
+             _ops.nadam_update(0.1, 0.9, 0.99, 1e-8, 0.0, 4e-3, 0.9, False, 1, p, p).kind]
+    assert kinds == [_ops.OPT_SGD, _ops.OPT_ADAM, _ops.OPT_RMSPROP, _ops.OPT_ADAGRAD,
+                     _ops.OPT_NADAM]
+    assert sorted(kinds) == codes("OPT_")

@@ -22,6 +22,11 @@ LOSS_CE_LABELS: int
 LOSS_CE_PROBS: int
 LOSS_BCE: int
 LOSS_BCE_LOGITS: int
+OPT_SGD: int
+OPT_ADAM: int
+OPT_RMSPROP: int
+OPT_ADAGRAD: int
+OPT_NADAM: int
 
 def set_threads(n: int) -> None: ...
 def get_threads() -> int: ...
@@ -49,7 +54,7 @@ def cross_entropy_probs(z: Float, probs: Float, smoothing: float,
                         grad: Optional[Float], weight: Optional[Float] = ...) -> float: ...
 class Update:
     """One optimizer update: rule, this step's hyperparameters, state buffers."""
-    kind: int
+    kind: int  # OPT_*
     def apply(self, p: Float, g: Float, max_norm: float = ...) -> float: ...
 
 def sgd_update(lr: float, momentum: float, dampening: float, weight_decay: float,

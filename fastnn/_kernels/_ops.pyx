@@ -1,7 +1,8 @@
 # cython: language_level=3, boundscheck=False, wraparound=False, cdivision=True
 # cython: initializedcheck=False, embedsignature=True
 """Typed entry points to the C kernels (csrc/), one per kernel, float32 and
-float64 through the fused type ``floating``.
+float64 through the fused type ``floating``; each reaches C through its kernel's
+shim in _fnn.pxd, the one place that picks the _f32 or _f64 symbol.
 
 Callers (the Python layers) own validation of user input; these wrappers still
 check every shape they rely on, so a wrong call raises instead of corrupting
@@ -23,6 +24,8 @@ cnp.import_array()
 fnn_set_blas(<fnn_sgemm_t>blas.sgemm, <fnn_dgemm_t>blas.dgemm,
              <fnn_sgemv_t>blas.sgemv, <fnn_dgemv_t>blas.dgemv)
 
+# The codes of csrc/fnn.h, for Python (fastnn.nn, fastnn._reference, the tests):
+# activations, a dense program's loss, and an Update's kind.
 ACT_NONE = FNN_ACT_NONE
 ACT_RELU = FNN_ACT_RELU
 ACT_LEAKY = FNN_ACT_LEAKY
@@ -30,6 +33,16 @@ ACT_SIGMOID = FNN_ACT_SIGMOID
 ACT_TANH = FNN_ACT_TANH
 ACT_GELU = FNN_ACT_GELU
 ACT_GELU_TANH = FNN_ACT_GELU_TANH
+LOSS_MSE = FNN_LOSS_MSE
+LOSS_CE_LABELS = FNN_LOSS_CE_LABELS
+LOSS_CE_PROBS = FNN_LOSS_CE_PROBS
+LOSS_BCE = FNN_LOSS_BCE
+LOSS_BCE_LOGITS = FNN_LOSS_BCE_LOGITS
+OPT_SGD = FNN_OPT_SGD
+OPT_ADAM = FNN_OPT_ADAM
+OPT_RMSPROP = FNN_OPT_RMSPROP
+OPT_ADAGRAD = FNN_OPT_ADAGRAD
+OPT_NADAM = FNN_OPT_NADAM
 
 
 cdef inline void _need(bint ok, str what) except *:
@@ -67,12 +80,7 @@ def gemm(floating[:, ::1] a, floating[:, ::1] b, floating[:, ::1] c, bint trans_
         return
     cdef floating *pa = &a[0, 0] if a.shape[0] * a.shape[1] else NULL
     cdef floating *pb = &b[0, 0] if b.shape[0] * b.shape[1] else NULL
-    if floating is float:
-        fnn_gemm_f32(trans_a, trans_b, m, n, k, <float>alpha, pa, a.shape[1], pb, b.shape[1],
-                     <float>beta, &c[0, 0], n)
-    else:
-        fnn_gemm_f64(trans_a, trans_b, m, n, k, alpha, pa, a.shape[1], pb, b.shape[1],
-                     beta, &c[0, 0], n)
+    fnn_gemm(trans_a, trans_b, m, n, k, alpha, pa, a.shape[1], pb, b.shape[1], beta, &c[0, 0], n)
 
 
 def gemm_split(floating[:, ::1] a, floating[:, ::1] b, floating[:, ::1] c, bint trans_a, bint trans_b,
@@ -87,12 +95,8 @@ def gemm_split(floating[:, ::1] a, floating[:, ::1] b, floating[:, ::1] c, bint 
     _need(dim in (0, 1) and parts >= 1 and threads >= 1, "gemm_split: dim, parts or threads")
     if m == 0 or n == 0:
         return
-    if floating is float:
-        fnn_gemm_split_f32(threads, dim, parts, trans_a, trans_b, m, n, k, &a[0, 0], a.shape[1],
-                           &b[0, 0], b.shape[1], <float>beta, &c[0, 0], n)
-    else:
-        fnn_gemm_split_f64(threads, dim, parts, trans_a, trans_b, m, n, k, &a[0, 0], a.shape[1],
-                           &b[0, 0], b.shape[1], beta, &c[0, 0], n)
+    fnn_gemm_split(threads, dim, parts, trans_a, trans_b, m, n, k, &a[0, 0], a.shape[1],
+                   &b[0, 0], b.shape[1], beta, &c[0, 0], n)
 
 
 def set_split(int dim, int parts=2):
@@ -123,12 +127,7 @@ def linear_forward(floating[:, ::1] x, floating[:, ::1] w, floating[::1] b, int 
     cdef floating *pb = &b[0] if b is not None else NULL
     cdef floating *pz = &z[0, 0] if z is not None else NULL
     with nogil:
-        if floating is float:
-            fnn_linear_forward_f32(n, n_in, n_out, &x[0, 0], n_in, &w[0, 0], pb, act,
-                                   <float>slope, pz, &y[0, 0])
-        else:
-            fnn_linear_forward_f64(n, n_in, n_out, &x[0, 0], n_in, &w[0, 0], pb, act,
-                                   slope, pz, &y[0, 0])
+        fnn_linear_forward(n, n_in, n_out, &x[0, 0], n_in, &w[0, 0], pb, act, slope, pz, &y[0, 0])
 
 
 def linear_backward(floating[:, ::1] x, floating[:, ::1] w, int act, double slope,
@@ -155,12 +154,8 @@ def linear_backward(floating[:, ::1] x, floating[:, ::1] w, int act, double slop
     cdef floating *pgx = &gx[0, 0] if gx is not None else NULL
     cdef floating *pgb = &gb[0] if gb is not None else NULL
     with nogil:
-        if floating is float:
-            fnn_linear_backward_f32(n, n_in, n_out, &x[0, 0], n_in, &w[0, 0], act, <float>slope,
-                                    pz, py, &gy[0, 0], &gz[0, 0], pgx, &gw[0, 0], pgb, accumulate)
-        else:
-            fnn_linear_backward_f64(n, n_in, n_out, &x[0, 0], n_in, &w[0, 0], act, slope,
-                                    pz, py, &gy[0, 0], &gz[0, 0], pgx, &gw[0, 0], pgb, accumulate)
+        fnn_linear_backward(n, n_in, n_out, &x[0, 0], n_in, &w[0, 0], act, slope, pz, py,
+                            &gy[0, 0], &gz[0, 0], pgx, &gw[0, 0], pgb, accumulate)
 
 
 # -------------------------------------------------------------- activations
@@ -169,10 +164,7 @@ def act_forward(int act, double slope, floating[::1] x, floating[::1] y):
     if x.shape[0] == 0:
         return
     with nogil:
-        if floating is float:
-            fnn_act_forward_f32(act, <float>slope, x.shape[0], &x[0], &y[0])
-        else:
-            fnn_act_forward_f64(act, slope, x.shape[0], &x[0], &y[0])
+        fnn_act_forward(act, slope, x.shape[0], &x[0], &y[0])
 
 
 def act_backward(int act, double slope, x, y, floating[::1] gy, floating[::1] gx):
@@ -191,10 +183,7 @@ def act_backward(int act, double slope, x, y, floating[::1] gy, floating[::1] gx
     cdef floating *px = &xv[0] if xv is not None else NULL
     cdef floating *py = &yv[0] if yv is not None else NULL
     with nogil:
-        if floating is float:
-            fnn_act_backward_f32(act, <float>slope, n, px, py, &gy[0], &gx[0])
-        else:
-            fnn_act_backward_f64(act, slope, n, px, py, &gy[0], &gx[0])
+        fnn_act_backward(act, slope, n, px, py, &gy[0], &gx[0])
 
 
 def softmax_forward(floating[:, ::1] x, floating[:, ::1] y):
@@ -202,10 +191,7 @@ def softmax_forward(floating[:, ::1] x, floating[:, ::1] y):
     if x.shape[0] == 0 or x.shape[1] == 0:
         return
     with nogil:
-        if floating is float:
-            fnn_softmax_forward_f32(x.shape[0], x.shape[1], &x[0, 0], &y[0, 0])
-        else:
-            fnn_softmax_forward_f64(x.shape[0], x.shape[1], &x[0, 0], &y[0, 0])
+        fnn_softmax_forward(x.shape[0], x.shape[1], &x[0, 0], &y[0, 0])
 
 
 def softmax_backward(floating[:, ::1] y, floating[:, ::1] gy, floating[:, ::1] gx):
@@ -214,10 +200,7 @@ def softmax_backward(floating[:, ::1] y, floating[:, ::1] gy, floating[:, ::1] g
     if y.shape[0] == 0 or y.shape[1] == 0:
         return
     with nogil:
-        if floating is float:
-            fnn_softmax_backward_f32(y.shape[0], y.shape[1], &y[0, 0], &gy[0, 0], &gx[0, 0])
-        else:
-            fnn_softmax_backward_f64(y.shape[0], y.shape[1], &y[0, 0], &gy[0, 0], &gx[0, 0])
+        fnn_softmax_backward(y.shape[0], y.shape[1], &y[0, 0], &gy[0, 0], &gx[0, 0])
 
 
 # ------------------------------------------------------------------- losses
@@ -239,20 +222,12 @@ cdef double _pointwise(int kind, floating[::1] y, floating[::1] t, floating[::1]
     cdef floating *pw = _row_weights(weight, n, k)
     cdef double r
     with nogil:
-        if floating is float:
-            if kind == FNN_LOSS_MSE:
-                r = fnn_mse_f32(n, &y[0], &t[0], pg, pw, k)
-            elif kind == FNN_LOSS_BCE:
-                r = fnn_bce_f32(n, &y[0], &t[0], pg, pw, k)
-            else:
-                r = fnn_bce_logits_f32(n, &y[0], &t[0], pg, pw, k)
+        if kind == FNN_LOSS_MSE:
+            r = fnn_mse(n, &y[0], &t[0], pg, pw, k)
+        elif kind == FNN_LOSS_BCE:
+            r = fnn_bce(n, &y[0], &t[0], pg, pw, k)
         else:
-            if kind == FNN_LOSS_MSE:
-                r = fnn_mse_f64(n, &y[0], &t[0], pg, pw, k)
-            elif kind == FNN_LOSS_BCE:
-                r = fnn_bce_f64(n, &y[0], &t[0], pg, pw, k)
-            else:
-                r = fnn_bce_logits_f64(n, &y[0], &t[0], pg, pw, k)
+            r = fnn_bce_logits(n, &y[0], &t[0], pg, pw, k)
     return r
 
 
@@ -286,12 +261,7 @@ def cross_entropy_labels(floating[:, ::1] z, const int64_t[::1] labels, double s
     cdef floating *pw = _row_weights(weight, n, 1)
     cdef double r
     with nogil:
-        if floating is float:
-            r = fnn_cross_entropy_f32(n, C, &z[0, 0], <int64_t *>&labels[0], NULL,
-                                      <float>smoothing, pg, pw)
-        else:
-            r = fnn_cross_entropy_f64(n, C, &z[0, 0], <int64_t *>&labels[0], NULL,
-                                      smoothing, pg, pw)
+        r = fnn_cross_entropy(n, C, &z[0, 0], <int64_t *>&labels[0], NULL, smoothing, pg, pw)
     return r
 
 
@@ -305,10 +275,7 @@ def cross_entropy_probs(floating[:, ::1] z, floating[:, ::1] probs, double smoot
     cdef floating *pw = _row_weights(weight, n, 1)
     cdef double r
     with nogil:
-        if floating is float:
-            r = fnn_cross_entropy_f32(n, C, &z[0, 0], NULL, &probs[0, 0], <float>smoothing, pg, pw)
-        else:
-            r = fnn_cross_entropy_f64(n, C, &z[0, 0], NULL, &probs[0, 0], smoothing, pg, pw)
+        r = fnn_cross_entropy(n, C, &z[0, 0], NULL, &probs[0, 0], smoothing, pg, pw)
     return r
 
 
@@ -345,10 +312,7 @@ cdef class Update:
         if n == 0:
             return norm
         with nogil:
-            if floating is float:
-                fnn_clip_update_f32(max_norm, &norm, &self.u, n, &p[0], &g[0])
-            else:
-                fnn_clip_update_f64(max_norm, &norm, &self.u, n, &p[0], &g[0])
+            fnn_clip_update(max_norm, &norm, &self.u, n, &p[0], &g[0])
         return norm
 
 
@@ -448,10 +412,7 @@ def sumsq(floating[::1] x):
         return 0.0
     cdef double r
     with nogil:
-        if floating is float:
-            r = fnn_sumsq_f32(x.shape[0], &x[0])
-        else:
-            r = fnn_sumsq_f64(x.shape[0], &x[0])
+        r = fnn_sumsq(x.shape[0], &x[0])
     return r
 
 
@@ -459,10 +420,7 @@ def scale(floating[::1] x, double c):
     if x.shape[0] == 0:
         return
     with nogil:
-        if floating is float:
-            fnn_scale_f32(x.shape[0], &x[0], <float>c)
-        else:
-            fnn_scale_f64(x.shape[0], &x[0], c)
+        fnn_scale(x.shape[0], &x[0], c)
 
 
 def mul(floating[::1] a, floating[::1] b, floating[::1] out):
@@ -470,19 +428,13 @@ def mul(floating[::1] a, floating[::1] b, floating[::1] out):
     if a.shape[0] == 0:
         return
     with nogil:
-        if floating is float:
-            fnn_mul_f32(a.shape[0], &a[0], &b[0], &out[0])
-        else:
-            fnn_mul_f64(a.shape[0], &a[0], &b[0], &out[0])
+        fnn_mul(a.shape[0], &a[0], &b[0], &out[0])
 
 
 def all_finite(floating[::1] x):
     if x.shape[0] == 0:
         return True
-    if floating is float:
-        return bool(fnn_all_finite_f32(x.shape[0], &x[0]))
-    else:
-        return bool(fnn_all_finite_f64(x.shape[0], &x[0]))
+    return bool(fnn_all_finite(floating is double, x.shape[0], &x[0]))
 
 
 def labels_in_range(const int64_t[::1] labels, long long num_classes):
@@ -504,11 +456,7 @@ def layernorm_forward(floating[:, ::1] x, floating[::1] gamma, floating[::1] bet
     cdef floating *pg = &gamma[0] if gamma is not None else NULL
     cdef floating *pb = &beta[0] if beta is not None else NULL
     with nogil:
-        if floating is float:
-            fnn_layernorm_forward_f32(n, d, &x[0, 0], pg, pb, <float>eps, &y[0, 0], &mean[0],
-                                      &rstd[0])
-        else:
-            fnn_layernorm_forward_f64(n, d, &x[0, 0], pg, pb, eps, &y[0, 0], &mean[0], &rstd[0])
+        fnn_layernorm_forward(n, d, &x[0, 0], pg, pb, eps, &y[0, 0], &mean[0], &rstd[0])
 
 
 def layernorm_backward(floating[:, ::1] x, floating[::1] gamma, floating[::1] mean,
@@ -526,12 +474,8 @@ def layernorm_backward(floating[:, ::1] x, floating[::1] gamma, floating[::1] me
     cdef floating *pgg = &ggamma[0] if ggamma is not None else NULL
     cdef floating *pgb = &gbeta[0] if gbeta is not None else NULL
     with nogil:
-        if floating is float:
-            fnn_layernorm_backward_f32(n, d, &x[0, 0], pg, &mean[0], &rstd[0], &gy[0, 0],
-                                       &gx[0, 0], pgg, pgb, accumulate)
-        else:
-            fnn_layernorm_backward_f64(n, d, &x[0, 0], pg, &mean[0], &rstd[0], &gy[0, 0],
-                                       &gx[0, 0], pgg, pgb, accumulate)
+        fnn_layernorm_backward(n, d, &x[0, 0], pg, &mean[0], &rstd[0], &gy[0, 0], &gx[0, 0],
+                               pgg, pgb, accumulate)
 
 
 # ------------------------------------------------------------------ dropout
@@ -544,10 +488,7 @@ def dropout_forward(floating[::1] x, floating[::1] y, floating[::1] mask, double
     if n == 0:
         return
     with nogil:
-        if floating is float:
-            fnn_dropout_forward_f32(n, &x[0], &y[0], &mask[0], p, seed)
-        else:
-            fnn_dropout_forward_f64(n, &x[0], &y[0], &mask[0], p, seed)
+        fnn_dropout_forward(n, &x[0], &y[0], &mask[0], p, seed)
 
 
 # ---------------------------------------------------------------- embedding
@@ -560,10 +501,7 @@ def embedding_forward(const int64_t[::1] idx, floating[:, ::1] weight, floating[
     if not fnn_labels_in_range(n, <int64_t *>&idx[0], weight.shape[0]):
         raise ValueError(f"embedding: indices must be in [0, {weight.shape[0]})")
     with nogil:
-        if floating is float:
-            fnn_embedding_forward_f32(n, dim, <int64_t *>&idx[0], &weight[0, 0], &out[0, 0])
-        else:
-            fnn_embedding_forward_f64(n, dim, <int64_t *>&idx[0], &weight[0, 0], &out[0, 0])
+        fnn_embedding_forward(n, dim, <int64_t *>&idx[0], &weight[0, 0], &out[0, 0])
 
 
 def embedding_backward(const int64_t[::1] idx, floating[:, ::1] gout, floating[:, ::1] gweight,
@@ -578,21 +516,10 @@ def embedding_backward(const int64_t[::1] idx, floating[:, ::1] gout, floating[:
     cdef int64_t *pidx = <int64_t *>&idx[0] if n else NULL
     cdef floating *pg = &gout[0, 0] if n else NULL
     with nogil:
-        if floating is float:
-            fnn_embedding_backward_f32(n, dim, gweight.shape[0], pidx, pg, &gweight[0, 0],
-                                       accumulate)
-        else:
-            fnn_embedding_backward_f64(n, dim, gweight.shape[0], pidx, pg, &gweight[0, 0],
-                                       accumulate)
+        fnn_embedding_backward(n, dim, gweight.shape[0], pidx, pg, &gweight[0, 0], accumulate)
 
 
 # ----------------------------------------------------------- dense programs
-LOSS_MSE = FNN_LOSS_MSE
-LOSS_CE_LABELS = FNN_LOSS_CE_LABELS
-LOSS_CE_PROBS = FNN_LOSS_CE_PROBS
-LOSS_BCE = FNN_LOSS_BCE
-LOSS_BCE_LOGITS = FNN_LOSS_BCE_LOGITS
-
 cdef inline void *_ptr(object a):
     return cnp.PyArray_DATA(<cnp.ndarray>a) if a is not None else NULL
 
@@ -623,6 +550,7 @@ cdef class DenseProgram:
     cdef bint has_emb
     cdef readonly int nl, n, n_in, n_out, output_act
     cdef int typenum
+    cdef bint f64  # the dtype, for the dense kernels' shims
     cdef object arrays
     cdef readonly object output
 
@@ -633,7 +561,8 @@ cdef class DenseProgram:
             raise TypeError("DenseProgram: dtype must be float32 or float64")
         if not specs or n <= 0:
             raise ValueError("DenseProgram: needs layers and a positive batch size")
-        self.typenum = cnp.NPY_FLOAT64 if dt == np.float64 else cnp.NPY_FLOAT32
+        self.f64 = dt == np.float64
+        self.typenum = cnp.NPY_FLOAT64 if self.f64 else cnp.NPY_FLOAT32
         self.nl, self.n = len(specs), n
         self.layers = <fnn_dense *>malloc(sizeof(fnn_dense) * self.nl)
         if self.layers == NULL:
@@ -705,11 +634,7 @@ cdef class DenseProgram:
                                              self.emb.num)))
         if not _is_batch(x, self.typenum, self.n, self.n_in):
             return False
-        cdef cnp.ndarray arr = <cnp.ndarray>x
-        cdef int64_t size = <int64_t>self.n * self.n_in
-        if self.typenum == cnp.NPY_FLOAT32:
-            return bool(fnn_all_finite_f32(size, <float *>cnp.PyArray_DATA(arr)))
-        return bool(fnn_all_finite_f64(size, <double *>cnp.PyArray_DATA(arr)))
+        return bool(fnn_all_finite(self.f64, <int64_t>self.n * self.n_in, _ptr(x)))
 
     cdef inline bint _input_ok(self, x):
         return _is_batch(x, cnp.NPY_INT64 if self.has_emb else self.typenum, self.n, self.n_in)
@@ -722,10 +647,7 @@ cdef class DenseProgram:
         cdef int64_t *ids = <int64_t *>_ptr(x) if self.has_emb else NULL
         cdef fnn_embed *emb = &self.emb if self.has_emb else NULL
         with nogil:
-            if self.typenum == cnp.NPY_FLOAT32:
-                fnn_dense_forward_f32(self.n, self.nl, self.layers, <float *>px, emb, ids)
-            else:
-                fnn_dense_forward_f64(self.n, self.nl, self.layers, <double *>px, emb, ids)
+            fnn_dense_forward(self.f64, self.n, self.nl, self.layers, px, emb, ids)
         return self.output
 
     def target_ok(self, y, int loss):
@@ -742,19 +664,17 @@ cdef class DenseProgram:
         arr = <cnp.ndarray>y
         size = <Py_ssize_t>self.n * self.n_out
         if loss == FNN_LOSS_MSE:
-            if self.typenum == cnp.NPY_FLOAT32:
-                return bool(fnn_all_finite_f32(size, <float *>cnp.PyArray_DATA(arr)))
-            return bool(fnn_all_finite_f64(size, <double *>cnp.PyArray_DATA(arr)))
+            return bool(fnn_all_finite(self.f64, size, cnp.PyArray_DATA(arr)))
         # BCE targets in [0, 1]; CE probabilities non-negative with rows summing to 1
         # (the tolerance of CrossEntropyLoss's own check)
-        tol = 1e-4 + 1e-5 if self.typenum == cnp.NPY_FLOAT32 else 1e-8 + 1e-5
+        tol = 1e-8 + 1e-5 if self.f64 else 1e-4 + 1e-5
         for i in range(self.n):
             row = 0.0
             for j in range(C):
-                if self.typenum == cnp.NPY_FLOAT32:
-                    lo = (<float *>cnp.PyArray_DATA(arr))[i * C + j]
-                else:
+                if self.f64:
                     lo = (<double *>cnp.PyArray_DATA(arr))[i * C + j]
+                else:
+                    lo = (<float *>cnp.PyArray_DATA(arr))[i * C + j]
                 if not (lo >= 0 and (lo <= 1 or loss == FNN_LOSS_CE_PROBS)):
                     return False
                 row += lo
@@ -787,14 +707,8 @@ cdef class DenseProgram:
         cdef void *pg = _ptr(g)
         cdef int64_t *labels = <int64_t *>py if loss == FNN_LOSS_CE_LABELS else NULL
         with nogil:
-            if self.typenum == cnp.NPY_FLOAT32:
-                value = fnn_dense_step_f32(self.n, self.nl, self.layers, <float *>px, emb, ids,
-                                           loss, labels, <float *>py, <float>smoothing, max_norm,
-                                           &norm, &update.u, np_, <float *>pp, <float *>pg)
-            else:
-                value = fnn_dense_step_f64(self.n, self.nl, self.layers, <double *>px, emb, ids,
-                                           loss, labels, <double *>py, smoothing, max_norm,
-                                           &norm, &update.u, np_, <double *>pp, <double *>pg)
+            value = fnn_dense_step(self.f64, self.n, self.nl, self.layers, px, emb, ids, loss,
+                                   labels, py, smoothing, max_norm, &norm, &update.u, np_, pp, pg)
         return value, norm
 
     def forward_backward(self, x, y, int loss, double smoothing, double grad_scale):
@@ -810,14 +724,8 @@ cdef class DenseProgram:
         cdef void *py = _ptr(y)
         cdef int64_t *labels = <int64_t *>py if loss == FNN_LOSS_CE_LABELS else NULL
         with nogil:
-            if self.typenum == cnp.NPY_FLOAT32:
-                value = fnn_dense_forward_backward_f32(self.n, self.nl, self.layers, <float *>px,
-                                                       emb, ids, loss, labels, <float *>py,
-                                                       <float>smoothing, grad_scale)
-            else:
-                value = fnn_dense_forward_backward_f64(self.n, self.nl, self.layers,
-                                                       <double *>px, emb, ids, loss, labels,
-                                                       <double *>py, smoothing, grad_scale)
+            value = fnn_dense_forward_backward(self.f64, self.n, self.nl, self.layers, px, emb,
+                                               ids, loss, labels, py, smoothing, grad_scale)
         return value
 
 
