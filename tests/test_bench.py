@@ -365,15 +365,29 @@ SEQ = [_small("gru lm", hidden=12), _small("lstm lm", hidden=12),
        _small("conv lm", dim=6, channels=8)]
 
 
+@pytest.fixture(scope="module")
+def served_seq():
+    """fastnn and PyTorch workers, one turn per shrunk sequence row; {(impl, name): reply}."""
+    _need("torch")
+    workers = {impl: procs.Worker(impl, 1) for impl in ("fastnn", "torch")}
+    try:
+        for w in workers.values():
+            assert w.wait_ready(timeout=120).get("ready"), w.info
+        return {(impl, cfg["name"]): w.request({"config": cfg, "budget": BUDGET,
+                                                "losses": N_LOSSES}, timeout=120)
+                for cfg in SEQ for impl, w in workers.items()}
+    finally:
+        procs.close_all(workers.values())
+
+
 @pytest.mark.parametrize("cfg", SEQ, ids=lambda c: c["name"])
-def test_sequence_models_same_start(cfg):
+def test_sequence_models_same_start(served_seq, cfg):
     """fastnn.apps' model and its PyTorch twin take the same weights by name
     and compute the same losses before and after one Adam step."""
-    _need("torch")
-    got = {impl: procs.launch({"config": cfg, "impl": impl, "threads": 1, "losses": N_LOSSES,
-                               **BUDGET}, timeout=120) for impl in ("fastnn", "torch")}
+    got = {impl: served_seq[impl, cfg["name"]] for impl in ("fastnn", "torch")}
     for res in got.values():
         assert res["ok"], res.get("error")
+        assert res["rate"] > 0 and res["method"]
     ref = got["torch"]["losses"]
     assert ref[1] != ref[0]
     assert got["fastnn"]["losses"] == pytest.approx(ref, rel=2e-5, abs=1e-6)

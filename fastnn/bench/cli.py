@@ -107,7 +107,7 @@ def add_arguments(p):
                    help="thread count to measure (default: all, i.e. 1 and 2)")
     p.add_argument("--json", metavar="PATH", default=None,
                    help="where to write the JSON results (default: fastnn_bench.json)")
-    p.add_argument("--quick", action="store_true", help="fewer steps and repeats (minutes, not tens of minutes)")
+    p.add_argument("--quick", action="store_true", help="fewer steps and repeats (a few minutes)")
     p.add_argument("--only", default=None,
                    help="comma-separated substrings of configuration names to run")
     p.add_argument("--plot", metavar="PNG", default=None,
