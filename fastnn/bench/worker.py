@@ -23,7 +23,7 @@ if __name__ == "__main__" and not __package__:
     _pkg = types.ModuleType("_fastnn_bench")
     _pkg.__path__ = [_HERE]
     sys.modules[_pkg.__name__] = _pkg
-    __package__ = _pkg.__name__  # noqa: A001 (PEP 366: relative imports from a script)
+    __package__ = _pkg.__name__  # PEP 366: relative imports from a script
 
 import json  # noqa: E402
 import statistics  # noqa: E402
