@@ -1,5 +1,6 @@
 #!/usr/bin/env python
-"""Run the benchmarks; the same as ``python -m fastnn bench``.
+"""Run the benchmarks (the harness is the package fastnn/bench/); the same as
+``python -m fastnn bench``.
 
     python benchmarks/run.py [--threads N] [--json out.json] [--quick] [--only "mlp b16,tiny"]
 """

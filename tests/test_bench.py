@@ -18,6 +18,7 @@ import numpy as np
 import pytest
 
 from fastnn import bench
+from fastnn.bench import configs, fresh, procs, summary, worker
 
 REQUIRE_OPTIONAL = os.environ.get("FASTNN_REQUIRE_OPTIONAL") == "1"
 
@@ -50,7 +51,7 @@ def _missing(what, available):
 
 
 def _need(impl):
-    _missing(" and ".join(bench.OPTIONAL_MODULES.get(impl, ())), bench.impl_available(impl))
+    _missing(" and ".join(configs.OPTIONAL_MODULES.get(impl, ())), procs.impl_available(impl))
 
 
 def _need_matplotlib():
@@ -73,8 +74,8 @@ def test_optional_peers_installed_when_required(impl):
 def served():
     """Every implementation in its own persistent worker (1 thread), one turn
     per configuration; {(impl, config name): reply}."""
-    impls = [i for i in IMPLS if bench.impl_available(i)]
-    workers = {impl: bench._Worker(impl, 1) for impl in impls}
+    impls = [i for i in IMPLS if procs.impl_available(i)]
+    workers = {impl: procs.Worker(impl, 1) for impl in impls}
     replies = {}
     try:
         for impl, w in workers.items():
@@ -85,7 +86,7 @@ def served():
                 replies[impl, cfg["name"]] = w.request(
                     {"config": cfg, "budget": BUDGET, "losses": N_LOSSES}, timeout=120)
     finally:
-        bench.close_all(workers.values())
+        procs.close_all(workers.values())
     return replies
 
 
@@ -139,24 +140,24 @@ def test_same_inference_outputs(served, impl, cfg):
 def test_check_outputs_flags_a_mismatch():
     outs = {("c", 1, "numpy"): [[1.0, 2.0]], ("c", 1, "jax"): [[1.0, 2.0 + 1e-7]],
             ("d", 1, "numpy"): [[1.0, 2.0]], ("d", 1, "onnxruntime"): [[1.0, 2.1]]}
-    res = {c["config"]: c for c in bench.check_outputs(outs)}
+    res = {c["config"]: c for c in summary.check_outputs(outs)}
     assert res["c"]["agree"] and not res["d"]["agree"]
 
 
 def test_same_start_is_deterministic():
-    a, b = bench.make_params(MLP), bench.make_params(MLP)
+    a, b = configs.make_params(MLP), configs.make_params(MLP)
     assert [p.shape for p in a] == [(16, 20), (16,), (8, 16), (8,), (5, 8), (5,)]
     assert all((x == y).all() and x.dtype == "float32" for x, y in zip(a, b))
-    (x, y), = bench.make_data(BCE)[:1]
+    (x, y), = configs.make_data(BCE)[:1]
     assert x.shape == (8, 6) and y.shape == (8, 1) and set(y.ravel()) <= {0.0, 1.0}
-    (x, y), = bench.make_data(LM)[:1]
+    (x, y), = configs.make_data(LM)[:1]
     assert x.dtype == "int64" and x.shape == (8, 4) and 0 <= x.min() and x.max() < 11
-    assert bench.make_params(LM)[0].shape == (11, 3)
+    assert configs.make_params(LM)[0].shape == (11, 3)
 
 
 @pytest.mark.parametrize("impl", ["numpy", "fastnn"])
 def test_one_shot_worker(impl):
-    res = bench.launch({"config": MLP, "impl": impl, "threads": 1, "losses": 2, **BUDGET},
+    res = procs.launch({"config": MLP, "impl": impl, "threads": 1, "losses": 2, **BUDGET},
                        timeout=120)
     assert res["ok"], res.get("error")
     assert len(res["rates"]) == BUDGET["repeats"] and res["median"] > 0
@@ -172,7 +173,7 @@ def test_one_shot_worker_via_module():
 
 
 def test_worker_reports_errors_as_json():
-    res = bench.run_worker({"config": MLP, "impl": "nonsense", "threads": 1})
+    res = worker.run_worker({"config": MLP, "impl": "nonsense", "threads": 1})
     assert not res["ok"] and "unknown implementation" in res["error"]
 
 
@@ -180,25 +181,25 @@ def test_jax_worker_env_and_pinning():
     """How the 1-thread JAX worker is held to one core: XLA's Eigen pool off
     through XLA_FLAGS, and the worker's CPU affinity cut to one CPU (XLA sizes
     its pools from it). The 2-thread worker keeps the default flags."""
-    env1, env2 = bench._thread_env(1, "jax"), bench._thread_env(2, "jax")
+    env1, env2 = procs.thread_env(1, "jax"), procs.thread_env(2, "jax")
     assert "--xla_cpu_multi_thread_eigen=false" in env1["XLA_FLAGS"]
     assert "--xla_cpu_multi_thread_eigen=false" not in env2.get("XLA_FLAGS", "")
     assert env1["OMP_NUM_THREADS"] == "1" and env2["OPENBLAS_NUM_THREADS"] == "2"
-    assert bench._thread_env(1, "numpy").get("XLA_FLAGS") == os.environ.get("XLA_FLAGS")
+    assert procs.thread_env(1, "numpy").get("XLA_FLAGS") == os.environ.get("XLA_FLAGS")
     _need("jax")
-    w = bench._Worker("jax", 1)
+    w = procs.Worker("jax", 1)
     try:
         info = w.wait_ready(timeout=120)
     finally:
-        bench.close_all([w])
+        procs.close_all([w])
     assert info.get("ready"), info
-    if bench.PIN_JAX and hasattr(os, "sched_getaffinity") and len(os.sched_getaffinity(0)) > 1:
+    if procs.PIN_JAX and hasattr(os, "sched_getaffinity") and len(os.sched_getaffinity(0)) > 1:
         assert len(info["affinity"]) == 1
 
 
 def _weights(tmp_path, cfg):
     path = str(tmp_path / "w.npz")
-    np.savez(path, **{f"p{i}": p for i, p in enumerate(bench.make_params(cfg))})
+    np.savez(path, **{f"p{i}": p for i, p in enumerate(configs.make_params(cfg))})
     return path
 
 
@@ -209,14 +210,14 @@ def test_fresh_process_inference(tmp_path, impl):
     _need(impl)
     spec = {"config": INFER3, "impl": impl, "threads": 1, "weights": _weights(tmp_path, INFER3),
             "calls": 3}
-    res = bench.launch(spec, timeout=180, mode="--fresh")
+    res = procs.launch(spec, timeout=180, mode="--fresh")
     assert res["ok"], res.get("error")
     assert res["fresh"] and res["first_s"] > 0 and res["median_s"] > 0 and res["build_s"] > 0
     assert len(res["times"]) == 3
 
 
 def test_fresh_process_rejects_training_config(tmp_path):
-    res = bench.launch({"config": MLP, "impl": "numpy", "threads": 1,
+    res = procs.launch({"config": MLP, "impl": "numpy", "threads": 1,
                         "weights": _weights(tmp_path, MLP)}, timeout=120, mode="--fresh")
     assert not res["ok"] and "inference" in res["error"]
 
@@ -224,11 +225,11 @@ def test_fresh_process_rejects_training_config(tmp_path):
 def test_fresh_rows():
     """run_fresh_rows: one process per (implementation, threads, repetition),
     giving both the steady "(fresh)" and the first-call "(fresh, 1st)" rows."""
-    budget = dict(bench.QUICK, fresh_reps=2, fresh_calls=2, settle_s=0.0)
-    samples, errors, skipped, details = bench.run_fresh_rows([INFER3], [1], [], budget)
+    budget = dict(configs.QUICK, fresh_reps=2, fresh_calls=2, settle_s=0.0)
+    samples, errors, skipped, details = fresh.run_fresh_rows([INFER3], [1], [], budget)
     assert not errors, errors
     for impl in ("fastnn", "numpy", "gemm"):
-        for suffix in (bench.FRESH, bench.FRESH_FIRST):
+        for suffix in (configs.FRESH, configs.FRESH_FIRST):
             rates = samples["t infer3" + suffix, 1, impl]
             assert len(rates) == 2 and all(r > 0 for r in rates)
         assert len(details[f"t infer3 1T {impl}"]) == 2
@@ -254,17 +255,17 @@ def _fake_summary():
              "torch_fused": 250.0, "jax": 280.0, "onnxruntime": 320.0, "gemm": 310.0}
     samples = {}
     names = ("mlp b16", "mlp b256", "tiny b32", "infer b1", "infer b256",
-             "infer b256" + bench.FRESH)
-    configs = [bench.CONFIG_BY_NAME[n] for n in names[:-1]]
-    configs.append(dict(bench.CONFIG_BY_NAME["infer b256"], name=names[-1],
-                        fresh_of="infer b256"))
+             "infer b256" + configs.FRESH)
+    cfgs = [bench.CONFIG_BY_NAME[n] for n in names[:-1]]
+    cfgs.append(dict(bench.CONFIG_BY_NAME["infer b256"], name=names[-1],
+                     fresh_of="infer b256"))
     for threads, scale in ((1, 1.0), (2, 1.9)):
-        for cfg in configs:
-            for impl in bench._impls_for(cfg, list(bench.PEERS)):
+        for cfg in cfgs:
+            for impl in configs.impls_for(cfg, list(configs.PEERS)):
                 samples[cfg["name"], threads, impl] = [rates[impl] * scale * f
                                                        for f in (0.9, 1.0, 1.1)]
     cpus = {k: [1.0] for k in samples}
-    return bench.summarize(configs, [1, 2], samples, {}, {}, bench.QUICK, cpus=cpus)
+    return summary.summarize(cfgs, [1, 2], samples, {}, {}, configs.QUICK, cpus=cpus)
 
 
 def test_summary_ratios_and_verdicts():
@@ -289,7 +290,7 @@ def test_summary_ratios_and_verdicts():
     assert verdict["tiny b32", 1, "numpy"]["met"] is False        # 3.0 < 5
     assert verdict["infer b256", 1, "peer"]["met"] is False       # 300 < ort's 320
     assert verdict["infer b256", 1, "floor"]["met"] is True       # 97% >= 95%
-    assert verdict["infer b256" + bench.FRESH, 2, "floor"]["threshold"] == 95.0
+    assert verdict["infer b256" + configs.FRESH, 2, "floor"]["threshold"] == 95.0
     assert verdict["infer b1", 1, "floor"]["met"] is False        # slower than the floor
     assert verdict["infer b1", 1, "floor"]["target"] == "time ≤ GEMM floor"
     table = bench.format_table(s)
@@ -340,7 +341,7 @@ def test_run_all_end_to_end(tmp_path):
     rows = {r["config"]: r for r in s["rows"]}
     assert set(rows) == {"t mlp", "t infer", "t infer (fresh)", "t infer (fresh, 1st)"}
     for name, r in rows.items():
-        n = bench.QUICK["fresh_reps"] if "fresh" in name else bench.QUICK["rounds"]
+        n = configs.QUICK["fresh_reps"] if "fresh" in name else configs.QUICK["rounds"]
         assert r["results"]["fastnn"]["n"] == n
         assert r["fastnn_over_numpy"] > 0 and r["pct_of_gemm_floor"] > 0
         assert not r["errors"], r["errors"]
@@ -351,3 +352,103 @@ def test_run_all_end_to_end(tmp_path):
     assert s["loss_check"] and all(c["agree"] for c in s["loss_check"])
     assert {c["kind"] for c in s["loss_check"]} == {"losses", "outputs"}
     (tmp_path / "out.json").write_text(json.dumps(s))
+
+
+def _small(name, **seq):
+    """A bench sequence-LM row, shrunk (its name, and so its targets, kept)."""
+    cfg = bench.CONFIG_BY_NAME[name]
+    return dict(cfg, batch=3, seq=dict(cfg["seq"], context=5, **seq))
+
+
+SEQ = [_small("gru lm", hidden=12), _small("lstm lm", hidden=12),
+       _small("transformer lm d512", d_model=16, nhead=2, dim_feedforward=24),
+       _small("conv lm", dim=6, channels=8)]
+
+
+@pytest.fixture(scope="module")
+def served_seq():
+    """fastnn and PyTorch workers, one turn per shrunk sequence row; {(impl, name): reply}."""
+    _need("torch")
+    workers = {impl: procs.Worker(impl, 1) for impl in ("fastnn", "torch")}
+    try:
+        for w in workers.values():
+            assert w.wait_ready(timeout=120).get("ready"), w.info
+        return {(impl, cfg["name"]): w.request({"config": cfg, "budget": BUDGET,
+                                                "losses": N_LOSSES}, timeout=120)
+                for cfg in SEQ for impl, w in workers.items()}
+    finally:
+        procs.close_all(workers.values())
+
+
+@pytest.mark.parametrize("cfg", SEQ, ids=lambda c: c["name"])
+def test_sequence_models_same_start(served_seq, cfg):
+    """fastnn.apps' model and its PyTorch twin take the same weights by name
+    and compute the same losses before and after one Adam step."""
+    got = {impl: served_seq[impl, cfg["name"]] for impl in ("fastnn", "torch")}
+    for res in got.values():
+        assert res["ok"], res.get("error")
+        assert res["rate"] > 0 and res["method"]
+    ref = got["torch"]["losses"]
+    assert ref[1] != ref[0]
+    assert got["fastnn"]["losses"] == pytest.approx(ref, rel=2e-5, abs=1e-6)
+
+
+def test_sequence_rows_only_fastnn_and_torch():
+    res = worker.run_worker({"config": SEQ[0], "impl": "numpy", "threads": 1, **BUDGET})
+    assert not res["ok"] and "fastnn, torch only" in res["skipped"]
+    assert configs.impls_for(SEQ[0], list(configs.PEERS)) == ["fastnn", "torch"]
+    assert configs.impls_for(SEQ[0], []) == ["fastnn"]
+
+
+def test_only_selects_the_sequence_rows():
+    names = [c["name"] for c in bench.cli.select("gru lm,transformer lm")]
+    assert names == [n for n in bench.CONFIG_BY_NAME
+                     if n.startswith(("gru lm", "transformer lm"))] and len(names) > 2
+
+
+def test_sequence_rows_end_to_end():
+    """The sequence rows run in the harness (tiny models, the quick budget):
+    tokens/s of fastnn and PyTorch, the same-start check, and a verdict on
+    the row's own target against PyTorch (no NumPy or GEMM-floor target)."""
+    peers = [p for p in ("torch",) if procs.impl_available(p)]
+    s = bench.run_all([1], quick=True, configs=SEQ[::2], log=None, peers=peers)
+    rows = {r["config"]: r for r in s["rows"]}
+    assert set(rows) == {c["name"] for c in SEQ[::2]}
+    for cfg in SEQ[::2]:
+        r = rows[cfg["name"]]
+        assert not r["errors"], r["errors"]
+        assert r["unit"] == "tokens" and r["results"]["fastnn"]["n"] == configs.QUICK["rounds"]
+        assert set(r["results"]) == {"fastnn", *peers}
+        assert r["pct_of_gemm_floor"] is None and r["fastnn_over_numpy"] is None
+        (t,) = r["targets"]
+        own = [thr for n, k, thr in bench.TARGETS if n == cfg["name"] and k == "peer"]
+        assert t["kind"] == "peer" and [t["threshold"]] == own
+        if peers:
+            assert r["best_peer"] == "torch" and t["met"] == (t["value"] >= t["threshold"])
+        else:
+            assert t["met"] is None
+    assert s["budget_by_config"][SEQ[0]["name"]]["min_steps"] == configs.SEQ_QUICK["min_steps"]
+    if peers:
+        assert {c["config"] for c in s["loss_check"]} == set(rows)
+        assert all(c["agree"] for c in s["loss_check"])
+    assert "gru lm" in bench.format_table(s)
+    json.dumps(s)
+
+
+def test_numpy_worker_never_imports_fastnn(tmp_path):
+    """Run by path from outside the tree, as the parent runs it, the NumPy
+    worker loads _reference.py by path and no module of the fastnn package."""
+    code = ("import runpy, sys\n"
+            "sys.argv = sys.argv[1:]\n"
+            "try:\n"
+            "    runpy.run_path(sys.argv[0], run_name='__main__')\n"
+            "except SystemExit:\n"
+            "    pass\n"
+            "print(sorted(m for m in sys.modules if m.split('.')[0] == 'fastnn'))\n")
+    spec = {"config": MLP, "impl": "numpy", "threads": 1, "losses": 2, **BUDGET}
+    proc = subprocess.run([sys.executable, "-c", code, procs.WORKER, "--worker",
+                           json.dumps(spec)], env=procs.thread_env(1, "numpy"), cwd=tmp_path,
+                          capture_output=True, text=True, timeout=120)
+    *_, result, loaded = proc.stdout.strip().splitlines()
+    assert json.loads(result)["ok"], proc.stderr
+    assert loaded == "[]"
