@@ -94,11 +94,13 @@ class Conv1d(_WeightAndBias, Module):
     t, t-dilation, ... only: the recipe for a convolutional language model (stack
     causal layers, read the logits at the last position).
 
-    Compiled: im2col + one GEMM per sequence with the bias fused; backward: dW as
-    fixed GEMM blocks summed over the batch in order, dX by col2im; threads over
-    the batch, results independent of the thread count."""
+    Compiled in the (batch, time, channels) layout: an unfold whose rows are the k
+    input rows each position reads, then one Linear product over all batch*time
+    positions with the bias fused (the engine's GEMM plans: results independent
+    of the thread count); dX folded back per sequence. This layer's
+    (batch, channels, time) input and output are transposed around it."""
 
-    _transient = Module._transient + ("_col",)
+    _transient = Module._transient + ("_col", "_wr", "_yt")
 
     def __init__(self, in_channels, out_channels, kernel_size, stride=1, padding=0, dilation=1,
                  bias=True, padding_mode="zeros", causal=False, dtype="float32"):
@@ -166,25 +168,50 @@ class Conv1d(_WeightAndBias, Module):
         return x
 
     def _forward(self, x):
-        B, L = x.shape[0], x.shape[2]
-        l_out = self.output_length(L)
-        col = self._buffer("col", (B, self.in_channels * self.kernel_size, l_out))
-        y = self._buffer("y", (B, self.out_channels, l_out))
-        b = self.bias
-        left, right = self._pads
-        _ops.conv1d_forward(x, self.weight.data, None if b is None else b.data, self.stride,
-                            self.dilation, left, right, col, y)
-        self._col, self._shape, self._out = col, x.shape, y
+        xt = self._buffer("xt", (x.shape[0], x.shape[2], x.shape[1]))
+        np.copyto(xt, x.transpose(0, 2, 1))
+        y = self._buffer("y", (x.shape[0], self.out_channels, self.output_length(x.shape[2])))
+        np.copyto(y, self._forward_time_major(xt).transpose(0, 2, 1))
+        self._out = y
         return y
 
     def _backward(self, grad, accumulate, need_input_grad):
+        gt = self._buffer("gyt", self._yt.shape)
+        np.copyto(gt, grad.transpose(0, 2, 1))
+        gxt = self._backward_time_major(gt, accumulate, need_input_grad)
+        if gxt is None:
+            return None
+        gx = self._buffer("gx", (gxt.shape[0], gxt.shape[2], gxt.shape[1]))
+        np.copyto(gx, gxt.transpose(0, 2, 1))
+        return gx
+
+    # The compiled form works on (batch, time, channels), the layout an Embedding
+    # gives: a model that keeps it through a stack of convolutions (CausalConvLM)
+    # calls these and never transposes; ``relu`` fuses the activation.
+    def _forward_time_major(self, x, relu=False):
+        B, L = x.shape[0], x.shape[1]
+        l_out = self.output_length(L)
+        K = self.in_channels * self.kernel_size
+        wr = self._buffer("wr", (self.out_channels, K))
+        col = self._buffer("col", (B * l_out, K))
+        y = self._buffer("yt", (B, l_out, self.out_channels))
         b = self.bias
         left, right = self._pads
-        gx = self._buffer("gx", self._shape) if need_input_grad else None
+        _ops.conv1d_forward(x, self.weight.data, None if b is None else b.data, self.stride,
+                            self.dilation, left, right, relu, wr, col, y)
+        self._wr, self._col, self._xshape, self._yt, self._relu = wr, col, x.shape, y, relu
+        return y
+
+    def _backward_time_major(self, grad, accumulate, need_input_grad):
+        b = self.bias
+        left, right = self._pads
+        gz = self._buffer("gz", grad.shape) if self._relu else None
+        dwr = self._buffer("dwr", self._wr.shape)
+        gx = self._buffer("gxt", self._xshape) if need_input_grad else None
         dcol = self._buffer("dcol", self._col.shape) if need_input_grad else None
-        _ops.conv1d_backward(self.weight.data, self._col, grad, self.stride, self.dilation, left,
-                             right, dcol, gx, self.weight.grad, None if b is None else b.grad,
-                             accumulate)
+        _ops.conv1d_backward(self._wr, self._col, self._yt, self._relu, grad, self.stride,
+                             self.dilation, left, right, gz, dwr, dcol, gx, self.weight.grad,
+                             None if b is None else b.grad, accumulate)
         return gx
 
     def config(self):
