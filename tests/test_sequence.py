@@ -290,6 +290,21 @@ def test_conv1d_gradcheck(cfg):
     check_layer(layer, x)
 
 
+GROUP_CONFIGS = [  # (in_channels, out_channels, options)
+    (4, 6, dict(groups=2)),
+    (4, 8, dict(groups=4, causal=True, dilation=2)),  # depthwise, two filters per channel
+    (6, 3, dict(groups=3, stride=2, padding=1, bias=False)),
+]
+
+
+@pytest.mark.parametrize("cin,cout,cfg", GROUP_CONFIGS)
+def test_grouped_conv1d_gradcheck(cin, cout, cfg):
+    fn.seed(0)
+    layer = Conv1d(cin, cout, 3, dtype="float64", **cfg)
+    x = np.random.default_rng(1).standard_normal((2, cin, 9))
+    check_layer(layer, x)
+
+
 @pytest.mark.parametrize("mode", ["mean", "sum", "max"])
 def test_embedding_bag_gradcheck(mode):
     fn.seed(0)
@@ -467,6 +482,32 @@ def test_sequence_mlp_matches_torch(dtype):
     assert _record("Linear/LayerNorm (B,T,F)", dtype, *pairs) < PTOL[dtype] * 10
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("cin,cout,cfg", GROUP_CONFIGS)
+def test_grouped_conv1d_matches_torch(cin, cout, cfg, dtype):
+    torch = _torch()
+    fn.seed(1)
+    cfg = dict(cfg)
+    layer = Conv1d(cin, cout, 3, dtype=np.dtype(dtype).name, **cfg)
+    causal = cfg.pop("causal", False)
+    tlayer = torch.nn.Conv1d(cin, cout, 3, dtype=torch.float32 if dtype == np.float32
+                             else torch.float64, **cfg)
+    tlayer.load_state_dict({k: torch.from_numpy(v) for k, v in layer.state_dict().items()})
+    rng = np.random.default_rng(2)
+    x = randn(rng, (3, cin, 13), dtype)
+    y = layer(x)
+    gy = randn(rng, y.shape, dtype)
+    gx = layer.backward(gy)
+    tx = torch.from_numpy(x.copy()).requires_grad_(True)
+    ty = tlayer(torch.nn.functional.pad(tx, (layer.dilation * 2, 0)) if causal else tx)
+    ty.backward(torch.from_numpy(gy))
+    pairs = [(y, ty.detach().numpy()), (gx, tx.grad.numpy()),
+             (layer.weight.grad, tlayer.weight.grad.numpy())]
+    if layer.bias is not None:
+        pairs.append((layer.bias.grad, tlayer.bias.grad.numpy()))
+    assert _record("Conv1d", dtype, *pairs) < PTOL[dtype] * 10
+
+
 # ===================================================================== layers
 def test_conv1d_init_and_state_dict_keys():
     fn.seed(0)
@@ -525,7 +566,9 @@ def test_bad_inputs_raise_naming_the_argument(make, x, match):
     (dict(stride=0), "stride"), (dict(dilation=1.5), "dilation"), (dict(padding=-1), "padding"),
     (dict(padding="full"), "padding"), (dict(padding="same", stride=2), "stride=1"),
     (dict(padding_mode="reflect"), "padding_mode"), (dict(causal=True, padding=1), "causal"),
-    (dict(in_channels=0), "in_channels"),
+    (dict(in_channels=0), "in_channels"), (dict(groups=0), "groups"),
+    (dict(in_channels=3, out_channels=4, groups=2), r"in_channels \(3\) .* groups \(2\)"),
+    (dict(in_channels=4, groups=2), r"out_channels \(3\) must be divisible by groups \(2\)"),
 ])
 def test_conv1d_bad_arguments(kwargs, match):
     args = dict(in_channels=2, out_channels=3, kernel_size=3)
@@ -545,6 +588,9 @@ def test_conv1d_accepts_torch_tuple_arguments_and_repr():
     assert repr(layer) == "Conv1d(2, 3, kernel_size=(3,), stride=(2,), padding=(1,))"
     assert "causal=True" in repr(Conv1d(2, 3, 3, causal=True))
     assert Conv1d(**Conv1d(2, 3, 3, dilation=2, causal=True).config()).causal
+    grouped = Conv1d(4, 6, 3, groups=2)
+    assert repr(grouped) == "Conv1d(4, 6, kernel_size=(3,), stride=(1,), groups=2)"
+    assert Conv1d(**grouped.config()).weight.shape == (6, 2, 3)
 
 
 def test_layers_pickle_without_workspaces():
