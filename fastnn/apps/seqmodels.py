@@ -1,5 +1,5 @@
-"""Two small next-token models over a fixed context, written the PyTorch way
-(fn.Module subclasses whose forward/backward chain their children), for the
+"""Two small next-token models over a fixed context (fn.Module subclasses whose
+internal forward/backward chain their children's), for the
 language-model table: each takes (batch, context) token ids and returns
 (batch, vocab) logits for the next token, to train with fn.CrossEntropyLoss.
 
@@ -33,11 +33,13 @@ class BagOfWordsLM(Module):
     def _check_input(self, x):
         return self.bag._check_input(x)
 
-    def forward(self, x):
-        return self.head(self.bag(x))
+    # the children's internal calls: the ids are checked once, nothing is copied
+    def _forward(self, x):
+        self._out = self.head._forward(self.bag._forward(x))
+        return self._out
 
-    def backward(self, grad, accumulate=False):
-        self.bag.backward(self.head.backward(grad))
+    def _backward(self, grad, accumulate, need_input_grad):
+        self.bag._backward(self.head._backward(grad, accumulate, True), accumulate, False)
         return None
 
     def config(self):
