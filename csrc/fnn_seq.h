@@ -161,8 +161,8 @@ FNN_CLONES static void S(conv_col2im)(int Cin, int L, int k, int stride, int dil
         }
 }
 
-/* Wr[o, j*Cin + c] <-> W[o, c, j]; to_wr 0 goes back (adding when accumulate). */
-static void S(conv_reorder)(int Cout, int Cin, int k, T *W, T *Wr, int to_wr, int accumulate)
+/* Wr[o, j*Cin + c] <-> W[o, c, j], in the direction to_wr says. */
+static void S(conv_reorder)(int Cout, int Cin, int k, T *W, T *Wr, int to_wr)
 {
     for (int o = 0; o < Cout; o++)
         for (int c = 0; c < Cin; c++)
@@ -170,7 +170,7 @@ static void S(conv_reorder)(int Cout, int Cin, int k, T *W, T *Wr, int to_wr, in
                 T *w = W + ((int64_t)o * Cin + c) * k + j;
                 T *r = Wr + (int64_t)o * k * Cin + (int64_t)j * Cin + c;
                 if (to_wr) *r = *w;
-                else *w = accumulate ? *w + *r : *r;
+                else *w = *r;
             }
 }
 
@@ -187,7 +187,7 @@ void S(fnn_conv1d_forward)(int B, int Cin, int L, int Cout, int k, int stride, i
                            T *col, T *y)
 {
     int K = Cin * k;
-    S(conv_reorder)(Cout, Cin, k, (T *)W, Wr, 1, 0);
+    S(conv_reorder)(Cout, Cin, k, (T *)W, Wr, 1);
     int nt = S(conv_seq_threads)(B, Lout, K);
     FNN_PAR_FOR(nt, i, B, {
         S(conv_im2col)(Cin, L, k, stride, dil, pl, Lout, x + i * (int64_t)L * Cin,
@@ -203,11 +203,11 @@ void S(fnn_conv1d_backward)(int B, int Cin, int L, int Cout, int k, int stride, 
                             int accumulate)
 {
     int K = Cin * k;
-    if (accumulate) S(conv_reorder)(Cout, Cin, k, gW, dWr, 1, 0);
+    if (accumulate) S(conv_reorder)(Cout, Cin, k, gW, dWr, 1);  /* the product adds to it */
     S(fnn_linear_backward)(B * Lout, K, Cout, col, K, Wr, relu ? FNN_ACT_RELU : FNN_ACT_NONE, 0,
                            NULL, y, gy, relu ? gz : (T *)gy, gx ? dcol : NULL, dWr, gb,
                            accumulate);
-    S(conv_reorder)(Cout, Cin, k, gW, dWr, 0, 0);
+    S(conv_reorder)(Cout, Cin, k, gW, dWr, 0);
     if (!gx) return;
     int nt = S(conv_seq_threads)(B, Lout, K);
     FNN_PAR_FOR(nt, i, B, {
