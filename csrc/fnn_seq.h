@@ -121,136 +121,97 @@ void S(fnn_embedding_bag_backward)(int64_t n, int bag, int dim, int64_t num, con
 }
 
 /* --------------------------------------------------------------------- Conv1d */
-/* The t range [lo, hi) of output positions whose tap at offset off = j*dil - pl
- * reads inside x (0 <= t*stride + off < L). */
-static inline void S(conv_taps)(int L, int Lout, int stride, int off, int *lo, int *hi)
+/* Time-major layout throughout: x (B, L, Cin), y (B, Lout, Cout). A row of the
+ * unfold col (B*Lout, k*Cin) holds the k input rows a position reads, tap j at
+ * columns [j*Cin, (j+1)*Cin), so each tap is one memcpy and the whole layer is one
+ * Linear product with M = B*Lout, on the engine's bit-checked GEMM plans; the
+ * weight is reordered to Wr (Cout, k*Cin) to match (a small pass per step). */
+static inline int S(conv_src)(int t, int j, int stride, int dil, int pl, int L)
 {
-    int a = off >= 0 ? 0 : (-off + stride - 1) / stride;
-    int b = L - 1 - off < 0 ? 0 : (L - 1 - off) / stride + 1;
-    a = a < Lout ? a : Lout;
-    b = b < Lout ? b : Lout;
-    *lo = a;
-    *hi = b > a ? b : a;
+    int s = t * stride + j * dil - pl;
+    return s >= 0 && s < L ? s : -1;
 }
 
-/* col[(c k + j), t] = x[c, t stride + j dil - pl], zero outside x. */
 static void S(conv_im2col)(int Cin, int L, int k, int stride, int dil, int pl, int Lout,
                            const T *x, T *col)
 {
-    for (int c = 0; c < Cin; c++) {
-        const T *xc = x + (int64_t)c * L;
+    int64_t K = (int64_t)k * Cin;
+    for (int t = 0; t < Lout; t++)
         for (int j = 0; j < k; j++) {
-            T *row = col + ((int64_t)c * k + j) * Lout;
-            int off = j * dil - pl, lo, hi;
-            S(conv_taps)(L, Lout, stride, off, &lo, &hi);
-            for (int t = 0; t < lo; t++) row[t] = 0;
-            if (stride == 1) {
-                if (hi > lo) memcpy(row + lo, xc + lo + off, sizeof(T) * (size_t)(hi - lo));
-            } else {
-                for (int t = lo; t < hi; t++) row[t] = xc[(int64_t)t * stride + off];
-            }
-            for (int t = hi; t < Lout; t++) row[t] = 0;
+            int s = S(conv_src)(t, j, stride, dil, pl, L);
+            T *dst = col + t * K + (int64_t)j * Cin;
+            if (s >= 0) memcpy(dst, x + (int64_t)s * Cin, sizeof(T) * (size_t)Cin);
+            else memset(dst, 0, sizeof(T) * (size_t)Cin);
         }
-    }
 }
 
-/* gx[c, :] = sum over taps j (in order) of dcol rows folded back; gx overwritten. */
-static void S(conv_col2im)(int Cin, int L, int k, int stride, int dil, int pl, int Lout,
-                           const T *dcol, T *gx)
+/* gx[s] = the dcol slices that read position s, summed over t then j in order. */
+FNN_CLONES static void S(conv_col2im)(int Cin, int L, int k, int stride, int dil, int pl,
+                                      int Lout, const T *dcol, T *gx)
 {
+    int64_t K = (int64_t)k * Cin;
     memset(gx, 0, sizeof(T) * (size_t)Cin * (size_t)L);
-    for (int c = 0; c < Cin; c++) {
-        T *gc = gx + (int64_t)c * L;
+    for (int t = 0; t < Lout; t++)
         for (int j = 0; j < k; j++) {
-            const T *row = dcol + ((int64_t)c * k + j) * Lout;
-            int off = j * dil - pl, lo, hi;
-            S(conv_taps)(L, Lout, stride, off, &lo, &hi);
-            for (int t = lo; t < hi; t++) gc[(int64_t)t * stride + off] += row[t];
+            int s = S(conv_src)(t, j, stride, dil, pl, L);
+            if (s < 0) continue;
+            T *restrict g = gx + (int64_t)s * Cin;
+            const T *restrict d = dcol + t * K + (int64_t)j * Cin;
+            for (int c = 0; c < Cin; c++) g[c] += d[c];
         }
-    }
 }
 
-FNN_CLONES static void S(conv_bias_rows)(int Cout, int Lout, const T *b, T *y)
+/* Wr[o, j*Cin + c] <-> W[o, c, j], in the direction to_wr says. */
+static void S(conv_reorder)(int Cout, int Cin, int k, T *W, T *Wr, int to_wr)
 {
-    for (int o = 0; o < Cout; o++) {
-        T bo = b[o], *yo = y + (int64_t)o * Lout;
-        for (int t = 0; t < Lout; t++) yo[t] += bo;
-    }
+    for (int o = 0; o < Cout; o++)
+        for (int c = 0; c < Cin; c++)
+            for (int j = 0; j < k; j++) {
+                T *w = W + ((int64_t)o * Cin + c) * k + j;
+                T *r = Wr + (int64_t)o * k * Cin + (int64_t)j * Cin + c;
+                if (to_wr) *r = *w;
+                else *w = *r;
+            }
 }
 
-/* Work per batch element in multiply-adds; threads go over the batch, each element
- * computed by the same calls whatever the split. */
-static inline int S(conv_batch_threads)(int B, double macs_per_item)
+/* Threads over whole sequences for the unfold and the fold: each sequence is done
+ * by the same code whatever the split. */
+static inline int S(conv_seq_threads)(int B, int Lout, int K)
 {
-    int nt = fnn_threads_for((double)B * macs_per_item / FNN_GEMM_PER_FLOP);
+    int nt = fnn_threads_for((double)B * Lout * K);
     return nt < B ? nt : B;
 }
 
 void S(fnn_conv1d_forward)(int B, int Cin, int L, int Cout, int k, int stride, int dil, int pl,
-                           int Lout, const T *x, const T *W, const T *b, T *col, T *y)
+                           int Lout, const T *x, const T *W, const T *b, int relu, T *Wr,
+                           T *col, T *y)
 {
     int K = Cin * k;
-    int nt = S(conv_batch_threads)(B, (double)Cout * K * Lout + (double)K * Lout);
-    int64_t cs = fnn_chunk(B, nt);
-    FNN_PAR_FOR(nt, c, nt, {
-        int64_t lo = c * cs, hi = lo + cs < B ? lo + cs : B;
-        for (int64_t i = lo; i < hi; i++) {
-            T *ci = col + i * K * Lout, *yi = y + i * Cout * Lout;
-            S(conv_im2col)(Cin, L, k, stride, dil, pl, Lout, x + i * Cin * L, ci);
-            S(fnn_gemm)(0, 0, Cout, Lout, K, 1, W, K, ci, Lout, 0, yi, Lout);
-            if (b) S(conv_bias_rows)(Cout, Lout, b, yi);
-        }
+    S(conv_reorder)(Cout, Cin, k, (T *)W, Wr, 1);
+    int nt = S(conv_seq_threads)(B, Lout, K);
+    FNN_PAR_FOR(nt, i, B, {
+        S(conv_im2col)(Cin, L, k, stride, dil, pl, Lout, x + i * (int64_t)L * Cin,
+                       col + i * (int64_t)Lout * K);
     });
+    S(fnn_linear_forward)(B * Lout, K, Cout, col, K, Wr, b, relu ? FNN_ACT_RELU : FNN_ACT_NONE,
+                          0, NULL, y);
 }
 
 void S(fnn_conv1d_backward)(int B, int Cin, int L, int Cout, int k, int stride, int dil, int pl,
-                            int Lout, const T *W, const T *col, const T *gy, T *dcol, T *gx,
-                            T *gW, T *gb, int accumulate)
+                            int Lout, const T *Wr, const T *col, const T *y, int relu,
+                            const T *gy, T *gz, T *dWr, T *dcol, T *gx, T *gW, T *gb,
+                            int accumulate)
 {
     int K = Cin * k;
-    int64_t ystride = (int64_t)Cout * Lout, cstride = (int64_t)K * Lout;
-    /* bias: one output channel per iteration, batch and time in order, float64 sums */
-    if (gb) {
-        int nt = fnn_threads_for((double)B * Cout * Lout);
-        FNN_PAR_FOR(nt, o, Cout, {
-            double s = 0;
-            for (int i = 0; i < B; i++) {
-                const T *g = gy + i * ystride + o * Lout;
-                for (int t = 0; t < Lout; t++) s += g[t];
-            }
-            gb[o] = accumulate ? gb[o] + (T)s : (T)s;
-        });
-    }
-    /* weights: fixed blocks of gW (rows or columns, by size only), each summed over
-     * the batch in order by GEMMs with beta = 1 */
-    int parts = fnn_fixed_blocks((double)B * Cout * K * Lout), nt = fnn_parts_threads(parts);
-    int wrows = Cout >= K;
-    int wcs = (int)(wrows ? fnn_chunk(Cout, parts) : fnn_chunk_aligned(K, parts));
-    FNN_PAR_FOR(nt, p, parts, {
-        int lo = (int)p * wcs, hi = lo + wcs;
-        if (wrows) {
-            hi = hi < Cout ? hi : Cout;
-            for (int i = 0; hi > lo && i < B; i++)
-                S(fnn_gemm)(0, 1, hi - lo, K, Lout, 1, gy + i * ystride + (int64_t)lo * Lout, Lout,
-                            col + i * cstride, Lout, (i || accumulate) ? 1 : 0,
-                            gW + (int64_t)lo * K, K);
-        } else {
-            hi = hi < K ? hi : K;
-            for (int i = 0; hi > lo && i < B; i++)
-                S(fnn_gemm)(0, 1, Cout, hi - lo, Lout, 1, gy + i * ystride, Lout,
-                            col + i * cstride + (int64_t)lo * Lout, Lout, (i || accumulate) ? 1 : 0,
-                            gW + lo, K);
-        }
-    });
+    if (accumulate) S(conv_reorder)(Cout, Cin, k, gW, dWr, 1);  /* the product adds to it */
+    S(fnn_linear_backward)(B * Lout, K, Cout, col, K, Wr, relu ? FNN_ACT_RELU : FNN_ACT_NONE, 0,
+                           NULL, y, gy, relu ? gz : (T *)gy, gx ? dcol : NULL, dWr, gb,
+                           accumulate);
+    S(conv_reorder)(Cout, Cin, k, gW, dWr, 0);
     if (!gx) return;
-    int ntx = S(conv_batch_threads)(B, (double)Cout * K * Lout + (double)K * Lout);
-    int64_t cs = fnn_chunk(B, ntx);
-    FNN_PAR_FOR(ntx, c, ntx, {
-        int64_t lo = c * cs, hi = lo + cs < B ? lo + cs : B;
-        for (int64_t i = lo; i < hi; i++) {
-            T *di = dcol + i * cstride;
-            S(fnn_gemm)(1, 0, K, Lout, Cout, 1, W, K, gy + i * ystride, Lout, 0, di, Lout);
-            S(conv_col2im)(Cin, L, k, stride, dil, pl, Lout, di, gx + i * (int64_t)Cin * L);
-        }
+    int nt = S(conv_seq_threads)(B, Lout, K);
+    FNN_PAR_FOR(nt, i, B, {
+        S(conv_col2im)(Cin, L, k, stride, dil, pl, Lout, dcol + i * (int64_t)Lout * K,
+                       gx + i * (int64_t)L * Cin);
     });
 }

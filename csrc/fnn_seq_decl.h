@@ -23,16 +23,19 @@ void FNN_S(fnn_embedding_bag_backward)(int64_t n, int bag, int dim, int64_t num,
                                        const int64_t *idx, const FNN_T *gout, int mode,
                                        const int64_t *arg, FNN_T *gW, int accumulate);
 
-/* Conv1d on x (B, Cin, L) with W (Cout, Cin, k), zero padding pl on the left (the
- * right padding is implied by Lout): col (B, Cin*k, Lout) receives the im2col
- * unfold, y (B, Cout, Lout) = W col + b (b may be NULL). */
+/* Conv1d, time-major: x (B, L, Cin) with W (Cout, Cin, k), zero padding pl on the left
+ * (the right padding is implied by Lout). Wr (Cout, k*Cin) receives W reordered by tap,
+ * col (B*Lout, k*Cin) the unfold (tap j of position t at columns j*Cin..), and
+ * y (B, Lout, Cout) = col Wr^T + b (b may be NULL), through ReLU when relu. */
 void FNN_S(fnn_conv1d_forward)(int B, int Cin, int L, int Cout, int k, int stride, int dil,
                                int pl, int Lout, const FNN_T *x, const FNN_T *W,
-                               const FNN_T *b, FNN_T *col, FNN_T *y);
-/* From gy (B, Cout, Lout) and the forward's col: gb (+)= sums of gy, gW (+)= sum_b gy_b
- * col_b^T (fixed blocks, batch in order), and, when gx is not NULL, dcol = W^T gy_b
- * folded back (col2im) into gx (B, Cin, L). gb may be NULL. */
+                               const FNN_T *b, int relu, FNN_T *Wr, FNN_T *col, FNN_T *y);
+/* From gy (B, Lout, Cout) and the forward's Wr, col and y: gz = gy masked by the ReLU
+ * (unused without relu), gb (+)= sums of gz, gW (+)= gz^T col (through the workspace
+ * dWr, shaped like Wr), and, when gx is not NULL, dcol = gz Wr folded back into
+ * gx (B, L, Cin). gb may be NULL. */
 void FNN_S(fnn_conv1d_backward)(int B, int Cin, int L, int Cout, int k, int stride, int dil,
-                                int pl, int Lout, const FNN_T *W, const FNN_T *col,
-                                const FNN_T *gy, FNN_T *dcol, FNN_T *gx, FNN_T *gW,
-                                FNN_T *gb, int accumulate);
+                                int pl, int Lout, const FNN_T *Wr, const FNN_T *col,
+                                const FNN_T *y, int relu, const FNN_T *gy, FNN_T *gz,
+                                FNN_T *dWr, FNN_T *dcol, FNN_T *gx, FNN_T *gW, FNN_T *gb,
+                                int accumulate);

@@ -88,23 +88,6 @@ static inline int fnn_threads_for(double work)
  * block differently from the whole (its dgemm does not). */
 typedef struct { int dim, parts; } fnn_plan;   /* dim 0: rows, 1: columns */
 static inline int fnn_gemm_big(double macs) { return macs / FNN_GEMM_PER_FLOP >= FNN_PAR_MIN; }
-/* Fixed blocks for a loop of GEMMs over one output (Conv1d's dW, accumulated over
- * the batch): as many as the machine has processors (at most 8) once the work is
- * big, never a function of the thread count, so the bits cannot depend on it. */
-static int fnn_nprocs = 0;
-static inline int fnn_fixed_blocks(double macs)
-{
-    if (!fnn_gemm_big(macs)) return 1;
-    if (!fnn_nprocs) {
-#ifdef _OPENMP
-        int p = omp_get_num_procs();
-        fnn_nprocs = p < 1 ? 1 : p > 8 ? 8 : p;
-#else
-        fnn_nprocs = 1;
-#endif
-    }
-    return fnn_nprocs;
-}
 /* Tests force a cut (dim 0/1, or 2 for one call) to compare its bits with one call. */
 static int fnn_force_dim = -1, fnn_force_parts = 1;
 void fnn_set_split(int dim, int parts) { fnn_force_dim = dim; fnn_force_parts = parts < 1 ? 1 : parts; }

@@ -372,24 +372,30 @@ def _conv_taps(L, k, stride, dilation, pad_left, l_out):
     return pos, (pos >= 0) & (pos < L)
 
 
-def conv1d_forward(x, w, b, stride, dilation, pad_left, pad_right, col, y):
-    B, cin, L = x.shape
+def conv1d_forward(x, w, b, stride, dilation, pad_left, pad_right, relu, wr, col, y):
+    """Time-major: x (B, L, Cin), y (B, Lout, Cout); col rows hold the k taps' inputs."""
+    B, L, cin = x.shape
     cout, _, k = w.shape
-    l_out = y.shape[2]
+    l_out = y.shape[1]
+    wr[...] = w.transpose(0, 2, 1).reshape(cout, k * cin)
     pos, ok = _conv_taps(L, k, stride, dilation, pad_left, l_out)
-    unf = np.where(ok, x[:, :, np.clip(pos, 0, L - 1)], 0).astype(x.dtype, copy=False)
-    col[...] = unf.reshape(B, cin * k, l_out)
-    np.matmul(w.reshape(cout, cin * k), col, out=y)
-    if b is not None:
-        y += b[:, None]
+    unf = np.where(ok.T[None, :, :, None], x[:, np.clip(pos.T, 0, L - 1)], 0)  # (B, Lout, k, Cin)
+    col[...] = unf.reshape(B * l_out, k * cin)
+    z = col @ wr.T + (0 if b is None else b)
+    y[...] = (np.maximum(z, 0) if relu else z).reshape(y.shape)
 
 
-def conv1d_backward(w, col, gy, stride, dilation, pad_left, pad_right, dcol, gx, gw, gb,
-                    accumulate=False):
-    cout, cin, k = w.shape
-    B, _, l_out = gy.shape
-    dw = np.einsum("bot,bkt->ok", gy, col).reshape(w.shape)
-    db = gy.sum(axis=(0, 2))
+def conv1d_backward(wr, col, y, relu, gy, stride, dilation, pad_left, pad_right, gz, dwr, dcol,
+                    gx, gw, gb, accumulate=False):
+    cout, cin, k = gw.shape
+    B, l_out, _ = gy.shape
+    g = gy.reshape(-1, cout)
+    if relu:
+        g = np.where(y.reshape(-1, cout) > 0, g, 0).astype(gy.dtype)
+        gz[...] = g.reshape(gz.shape)
+    dwr[...] = g.T @ col
+    dw = dwr.reshape(cout, k, cin).transpose(0, 2, 1)
+    db = g.sum(axis=0)
     if accumulate:
         gw += dw
         if gb is not None:
@@ -399,14 +405,14 @@ def conv1d_backward(w, col, gy, stride, dilation, pad_left, pad_right, dcol, gx,
         if gb is not None:
             gb[...] = db
     if gx is not None:
-        L = gx.shape[2]
-        dcol[...] = np.matmul(w.reshape(cout, cin * k).T, gy)
+        L = gx.shape[1]
+        dcol[...] = g @ wr
         pos, ok = _conv_taps(L, k, stride, dilation, pad_left, l_out)
         gx[...] = 0
-        d4 = dcol.reshape(B, cin, k, l_out)
+        d4 = dcol.reshape(B, l_out, k, cin)
         for j in range(k):
             m = ok[j]
-            np.add.at(gx, (slice(None), slice(None), pos[j][m]), d4[:, :, j, m])
+            np.add.at(gx, (slice(None), pos[j][m]), d4[:, m, j])
 
 
 

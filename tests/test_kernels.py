@@ -919,9 +919,10 @@ def kernel_calls(dtype=np.float64):
         ("embedding_bag_forward", _ops.embedding_bag_forward, [_i(8), f(3, 5), 2, f(4, 5), _i(4, 5)]),
         ("embedding_bag_backward", _ops.embedding_bag_backward, [_i(8), f(4, 5), 2, _i(4, 5), f(3, 5)]),
         ("conv1d_forward", _ops.conv1d_forward,
-         [f(2, 3, 6), f(4, 3, 2), f(4), 1, 1, 0, 0, f(2, 6, 5), f(2, 4, 5)]),
+         [f(2, 6, 3), f(4, 3, 2), f(4), 1, 1, 0, 0, True, f(4, 6), f(10, 6), f(2, 5, 4)]),
         ("conv1d_backward", _ops.conv1d_backward,
-         [f(4, 3, 2), f(2, 6, 5), f(2, 4, 5), 1, 1, 0, 0, f(2, 6, 5), f(2, 3, 6), f(4, 3, 2), f(4)]),
+         [f(4, 6), f(10, 6), f(2, 5, 4), True, f(2, 5, 4), 1, 1, 0, 0, f(2, 5, 4), f(4, 6),
+          f(10, 6), f(2, 6, 3), f(4, 3, 2), f(4)]),
         # recurrent layers: x (T=2, B=3, I=4), H=5, gates 3H (GRU) / 4H (LSTM)
         ("gru_forward", _ops.gru_forward,
          [f(2, 3, 4), f(15, 4), f(15, 5), f(15), f(15), f(3, 3, 5), f(2, 3, 15), f(2, 3, 15)]),

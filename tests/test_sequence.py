@@ -65,31 +65,37 @@ def conv_cases(draw):
 
 @SETTINGS
 @given(case=conv_cases(), dtype=DTYPES, seed=st.integers(0, 2**31), bias=st.booleans(),
-       with_gx=st.booleans(), accumulate=st.booleans())
-def test_conv1d_kernels_match_twin(case, dtype, seed, bias, with_gx, accumulate):
+       relu=st.booleans(), with_gx=st.booleans(), accumulate=st.booleans())
+def test_conv1d_kernels_match_twin(case, dtype, seed, bias, relu, with_gx, accumulate):
     B, cin, cout, k, s, d, pl, pr, L, lout = case
     rng = np.random.default_rng(seed)
-    x, w = randn(rng, (B, cin, L), dtype), randn(rng, (cout, cin, k), dtype)
+    x, w = randn(rng, (B, L, cin), dtype), randn(rng, (cout, cin, k), dtype)
     b = randn(rng, cout, dtype) if bias else None
     outs = []
     for impl in (_ops, ref):
-        col = np.full((B, cin * k, lout), np.nan, dtype)
-        y = np.full((B, cout, lout), np.nan, dtype)
-        impl.conv1d_forward(x, w, b, s, d, pl, pr, col, y)
-        outs.append((col, y))
-    np.testing.assert_array_equal(outs[0][0], outs[1][0])  # im2col is exact
-    assert_close(outs[0][1], outs[1][1], dtype, scale=max(1.0, np.sqrt(cin * k)))
-    col = outs[1][0]
-    gy = randn(rng, (B, cout, lout), dtype)
+        wr = np.full((cout, cin * k), np.nan, dtype)
+        col = np.full((B * lout, cin * k), np.nan, dtype)
+        y = np.full((B, lout, cout), np.nan, dtype)
+        impl.conv1d_forward(x, w, b, s, d, pl, pr, relu, wr, col, y)
+        outs.append((wr, col, y))
+    np.testing.assert_array_equal(outs[0][0], outs[1][0])  # the reorder and the unfold are exact
+    np.testing.assert_array_equal(outs[0][1], outs[1][1])
+    assert_close(outs[0][2], outs[1][2], dtype, scale=max(1.0, np.sqrt(cin * k)))
+    wr, col, y = outs[1]
+    gy = randn(rng, (B, lout, cout), dtype)
     gw0, gb0 = randn(rng, w.shape, dtype), randn(rng, cout, dtype)
     grads = []
     for impl in (_ops, ref):
         gw = gw0.copy() if accumulate else np.full(w.shape, np.nan, dtype)
         gb = (gb0.copy() if accumulate else np.full(cout, np.nan, dtype)) if bias else None
         gx = np.full(x.shape, np.nan, dtype) if with_gx else None
-        dcol = np.empty((B, cin * k, lout), dtype) if with_gx else None
-        impl.conv1d_backward(w, col, gy, s, d, pl, pr, dcol, gx, gw, gb, accumulate)
-        grads.append((gw, gb, gx))
+        dcol = np.empty((B * lout, cin * k), dtype) if with_gx else None
+        gz = np.full(gy.shape, np.nan, dtype) if relu else None
+        gy_in = gy.copy()
+        impl.conv1d_backward(wr, col, y, relu, gy_in, s, d, pl, pr, gz,
+                             np.empty_like(wr), dcol, gx, gw, gb, accumulate)
+        np.testing.assert_array_equal(gy_in, gy)  # the incoming gradient is left alone
+        grads.append((gw, gb, gx, gz))
     big = max(1.0, np.sqrt(B * lout * max(cout, cin * k)))
     for got, want in zip(*grads):
         if want is not None:
@@ -163,26 +169,34 @@ def test_cross_entropy_ignore_kernel_rejects_other_labels():
 def _thread_cases(dtype):
     rng = np.random.default_rng(11)
 
-    def conv():
-        B, cin, cout, k, L = 16, 32, 48, 5, 100
-        x, w, b = randn(rng, (B, cin, L), dtype), randn(rng, (cout, cin, k), dtype), randn(rng, cout, dtype)
-        gy = randn(np.random.default_rng(2), (B, cout, L), dtype)
-        col, y = np.empty((B, cin * k, L), dtype), np.empty((B, cout, L), dtype)
-        _ops.conv1d_forward(x, w, b, 1, 2, 8, 0, col, y)
-        dcol, gx = np.empty_like(col), np.empty_like(x)
-        gw, gb = np.empty_like(w), np.empty_like(b)
-        _ops.conv1d_backward(w, col, gy, 1, 2, 8, 0, dcol, gx, gw, gb)
-        return y, gx, gw, gb
-
-    def conv_few_channels():  # gW split by columns (out_channels < in_channels * k)
-        B, cin, cout, k, L = 8, 64, 4, 3, 200
-        x, w = randn(rng, (B, cin, L), dtype), randn(rng, (cout, cin, k), dtype)
-        gy = randn(np.random.default_rng(2), (B, cout, L - 2), dtype)
-        col, y = np.empty((B, cin * k, L - 2), dtype), np.empty((B, cout, L - 2), dtype)
-        _ops.conv1d_forward(x, w, None, 1, 1, 0, 0, col, y)
+    def conv(B, cin, cout, k, L, d, pl, relu, bias):
+        x, w = randn(rng, (B, L, cin), dtype), randn(rng, (cout, cin, k), dtype)
+        b = randn(rng, cout, dtype) if bias else None
+        lout = L + pl - d * (k - 1)
+        gy = randn(np.random.default_rng(2), (B, lout, cout), dtype)
+        wr, col = np.empty((cout, cin * k), dtype), np.empty((B * lout, cin * k), dtype)
+        y = np.empty((B, lout, cout), dtype)
+        _ops.conv1d_forward(x, w, b, 1, d, pl, 0, relu, wr, col, y)
         dcol, gx, gw = np.empty_like(col), np.empty_like(x), np.empty_like(w)
-        _ops.conv1d_backward(w, col, gy, 1, 1, 0, 0, dcol, gx, gw, None)
-        return y, gx, gw
+        gz, gb = np.empty_like(y), None if b is None else np.empty_like(b)
+        _ops.conv1d_backward(wr, col, y, relu, gy, 1, d, pl, 0, gz, np.empty_like(wr), dcol, gx,
+                             gw, gb)
+        return [a for a in (y, gx, gw, gb) if a is not None]
+
+    def conv_causal_relu():  # the language model's layer: big enough to be split
+        return conv(32, 128, 128, 3, 64, 2, 4, True, True)
+
+    def conv_few_channels():
+        return conv(8, 64, 4, 3, 200, 1, 0, False, False)
+
+    def conv_lm():  # a training step of the model, time-major through the stack
+        fn.seed(0)
+        model = CausalConvLM(50, 32, 64, 3, 3, dtype=dtype)
+        ids = np.random.default_rng(6).integers(0, 50, (16, 40))
+        trainer = fn.Trainer(model, fn.CrossEntropyLoss(), fn.Adam(model.parameters()))
+        for _ in range(3):  # the later steps run on the GEMM plans
+            trainer.step(ids, ids[:, -1])
+        return [p.data for p in model.parameters()] + [model(ids)]
 
     def bag():
         n, b, dim, num = 512, 8, 64, 50
@@ -203,7 +217,8 @@ def _thread_cases(dtype):
         g = np.empty_like(z)
         return np.array(_ops.cross_entropy_ignore(z, labels, -100, 0.1, g)), g
 
-    return {"conv1d": conv, "conv1d_few_channels": conv_few_channels, "embedding_bag": bag,
+    return {"conv1d": conv_causal_relu, "conv1d_few_channels": conv_few_channels,
+            "causal_conv_lm": conv_lm, "embedding_bag": bag,
             "cross_entropy_ignore": ce}
 
 
@@ -272,6 +287,21 @@ def test_conv1d_gradcheck(cfg):
     fn.seed(0)
     layer = Conv1d(3, 4, 3, dtype="float64", **cfg)
     x = np.random.default_rng(1).standard_normal((2, 3, 11))
+    check_layer(layer, x)
+
+
+GROUP_CONFIGS = [  # (in_channels, out_channels, options)
+    (4, 6, dict(groups=2)),
+    (4, 8, dict(groups=4, causal=True, dilation=2)),  # depthwise, two filters per channel
+    (6, 3, dict(groups=3, stride=2, padding=1, bias=False)),
+]
+
+
+@pytest.mark.parametrize("cin,cout,cfg", GROUP_CONFIGS)
+def test_grouped_conv1d_gradcheck(cin, cout, cfg):
+    fn.seed(0)
+    layer = Conv1d(cin, cout, 3, dtype="float64", **cfg)
+    x = np.random.default_rng(1).standard_normal((2, cin, 9))
     check_layer(layer, x)
 
 
@@ -452,6 +482,32 @@ def test_sequence_mlp_matches_torch(dtype):
     assert _record("Linear/LayerNorm (B,T,F)", dtype, *pairs) < PTOL[dtype] * 10
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("cin,cout,cfg", GROUP_CONFIGS)
+def test_grouped_conv1d_matches_torch(cin, cout, cfg, dtype):
+    torch = _torch()
+    fn.seed(1)
+    cfg = dict(cfg)
+    layer = Conv1d(cin, cout, 3, dtype=np.dtype(dtype).name, **cfg)
+    causal = cfg.pop("causal", False)
+    tlayer = torch.nn.Conv1d(cin, cout, 3, dtype=torch.float32 if dtype == np.float32
+                             else torch.float64, **cfg)
+    tlayer.load_state_dict({k: torch.from_numpy(v) for k, v in layer.state_dict().items()})
+    rng = np.random.default_rng(2)
+    x = randn(rng, (3, cin, 13), dtype)
+    y = layer(x)
+    gy = randn(rng, y.shape, dtype)
+    gx = layer.backward(gy)
+    tx = torch.from_numpy(x.copy()).requires_grad_(True)
+    ty = tlayer(torch.nn.functional.pad(tx, (layer.dilation * 2, 0)) if causal else tx)
+    ty.backward(torch.from_numpy(gy))
+    pairs = [(y, ty.detach().numpy()), (gx, tx.grad.numpy()),
+             (layer.weight.grad, tlayer.weight.grad.numpy())]
+    if layer.bias is not None:
+        pairs.append((layer.bias.grad, tlayer.bias.grad.numpy()))
+    assert _record("Conv1d", dtype, *pairs) < PTOL[dtype] * 10
+
+
 # ===================================================================== layers
 def test_conv1d_init_and_state_dict_keys():
     fn.seed(0)
@@ -510,7 +566,9 @@ def test_bad_inputs_raise_naming_the_argument(make, x, match):
     (dict(stride=0), "stride"), (dict(dilation=1.5), "dilation"), (dict(padding=-1), "padding"),
     (dict(padding="full"), "padding"), (dict(padding="same", stride=2), "stride=1"),
     (dict(padding_mode="reflect"), "padding_mode"), (dict(causal=True, padding=1), "causal"),
-    (dict(in_channels=0), "in_channels"),
+    (dict(in_channels=0), "in_channels"), (dict(groups=0), "groups"),
+    (dict(in_channels=3, out_channels=4, groups=2), r"in_channels \(3\) .* groups \(2\)"),
+    (dict(in_channels=4, groups=2), r"out_channels \(3\) must be divisible by groups \(2\)"),
 ])
 def test_conv1d_bad_arguments(kwargs, match):
     args = dict(in_channels=2, out_channels=3, kernel_size=3)
@@ -530,6 +588,9 @@ def test_conv1d_accepts_torch_tuple_arguments_and_repr():
     assert repr(layer) == "Conv1d(2, 3, kernel_size=(3,), stride=(2,), padding=(1,))"
     assert "causal=True" in repr(Conv1d(2, 3, 3, causal=True))
     assert Conv1d(**Conv1d(2, 3, 3, dilation=2, causal=True).config()).causal
+    grouped = Conv1d(4, 6, 3, groups=2)
+    assert repr(grouped) == "Conv1d(4, 6, kernel_size=(3,), stride=(1,), groups=2)"
+    assert Conv1d(**grouped.config()).weight.shape == (6, 2, 3)
 
 
 def test_layers_pickle_without_workspaces():
@@ -702,3 +763,32 @@ def test_causal_conv_lm_gradcheck():
     for name, p in model.named_parameters():
         np.testing.assert_allclose(p.grad, numeric_grad(loss, p.data), rtol=1e-6, atol=1e-8,
                                    err_msg=name)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_causal_conv_lm_is_the_layer_composition(dtype):
+    """The model's time-major path with fused ReLUs computes what its public layers do
+    chained in torch's (batch, channels, time) layout, every position included."""
+    fn.seed(0)
+    model = CausalConvLM(11, 5, 6, kernel_size=3, layers=3, dtype=dtype)
+    ids = np.random.default_rng(0).integers(0, 11, (4, 9))
+    R = np.random.default_rng(1).standard_normal((4, 11)).astype(dtype)
+    out = model(ids)
+    model.zero_grad()
+    model.backward(R)
+    got = {name: p.grad.copy() for name, p in model.named_parameters()}
+    convs = [getattr(model, f"conv{i}") for i in range(3)]
+    h = model.embed(ids).transpose(0, 2, 1)
+    acts = []
+    for conv in convs:
+        acts.append(conv(h))
+        h = np.maximum(acts[-1], 0)
+    assert_close(out, model.head(h[:, :, -1]), dtype)
+    model.zero_grad()
+    g = np.zeros(h.shape, dtype)
+    g[:, :, -1] = model.head.backward(R)
+    for conv, a in zip(reversed(convs), reversed(acts)):
+        g = conv.backward(np.where(a > 0, g, 0).astype(dtype))
+    model.embed.backward(g.transpose(0, 2, 1))
+    for name, p in model.named_parameters():
+        assert_close(got[name], p.grad, dtype, scale=10.0)

@@ -127,10 +127,12 @@ def embedding_bag_forward(idx: Index, weight: Float, mode: int, out: Float,
 def embedding_bag_backward(idx: Index, gout: Float, mode: int, arg: Optional[Index],
                            gweight: Float, accumulate: bool = ...) -> None: ...
 def conv1d_forward(x: Float, w: Float, b: Optional[Float], stride: int, dilation: int,
-                   pad_left: int, pad_right: int, col: Float, y: Float) -> None: ...
-def conv1d_backward(w: Float, col: Float, gy: Float, stride: int, dilation: int, pad_left: int,
-                    pad_right: int, dcol: Optional[Float], gx: Optional[Float], gw: Float,
-                    gb: Optional[Float], accumulate: bool = ...) -> None: ...
+                   pad_left: int, pad_right: int, relu: bool, wr: Float, col: Float,
+                   y: Float) -> None: ...
+def conv1d_backward(wr: Float, col: Float, y: Optional[Float], relu: bool, gy: Float,
+                    stride: int, dilation: int, pad_left: int, pad_right: int,
+                    gz: Optional[Float], dwr: Float, dcol: Optional[Float], gx: Optional[Float],
+                    gw: Float, gb: Optional[Float], accumulate: bool = ...) -> None: ...
 
 
 # --- recurrent layers (GRU, LSTM) --------------------------------------------

@@ -114,58 +114,70 @@ cdef int _conv_check(Py_ssize_t B, Py_ssize_t Cin, Py_ssize_t L, Py_ssize_t Cout
 
 
 def conv1d_forward(floating[:, :, ::1] x, floating[:, :, ::1] w, floating[::1] b, int stride,
-                   int dilation, int pad_left, int pad_right, floating[:, :, ::1] col,
-                   floating[:, :, ::1] y):
-    """y (B, Cout, Lout) = conv1d(x (B, Cin, L), w (Cout, Cin, k)) + b, zero padding
-    pad_left/pad_right; col (B, Cin*k, Lout) receives the unfolded input."""
-    cdef Py_ssize_t B = x.shape[0], Cin = x.shape[1], L = x.shape[2]
-    cdef Py_ssize_t Cout = w.shape[0], k = w.shape[2], Lout = y.shape[2]
+                   int dilation, int pad_left, int pad_right, bint relu, floating[:, ::1] wr,
+                   floating[:, ::1] col, floating[:, :, ::1] y):
+    """Time-major conv1d: y (B, Lout, Cout) = [relu](conv1d(x (B, L, Cin), w (Cout, Cin, k))
+    + b), zero padding pad_left/pad_right; wr (Cout, k*Cin) receives w reordered by
+    tap and col (B*Lout, k*Cin) the unfolded input (tap j at columns j*Cin..)."""
+    cdef Py_ssize_t B = x.shape[0], L = x.shape[1], Cin = x.shape[2]
+    cdef Py_ssize_t Cout = w.shape[0], k = w.shape[2], Lout = y.shape[1]
     _conv_check(B, Cin, L, Cout, w.shape[1], k, stride, dilation, pad_left, pad_right, Lout)
-    _need(y.shape[0] == B and y.shape[1] == Cout, "conv1d_forward: y shape")
+    _need(y.shape[0] == B and y.shape[2] == Cout, "conv1d_forward: y shape")
     _need(b is None or b.shape[0] == Cout, "conv1d_forward: bias shape")
-    _need(col.shape[0] == B and col.shape[1] == Cin * k and col.shape[2] == Lout,
-          "conv1d_forward: col shape")
+    _need(wr.shape[0] == Cout and wr.shape[1] == Cin * k, "conv1d_forward: wr shape")
+    _need(col.shape[0] == B * Lout and col.shape[1] == Cin * k, "conv1d_forward: col shape")
     cdef floating *pb = &b[0] if b is not None else NULL
     with nogil:
         if floating is float:
             fnn_conv1d_forward_f32(B, Cin, L, Cout, k, stride, dilation, pad_left, Lout,
-                                   &x[0, 0, 0], &w[0, 0, 0], pb, &col[0, 0, 0], &y[0, 0, 0])
+                                   &x[0, 0, 0], &w[0, 0, 0], pb, relu, &wr[0, 0], &col[0, 0],
+                                   &y[0, 0, 0])
         else:
             fnn_conv1d_forward_f64(B, Cin, L, Cout, k, stride, dilation, pad_left, Lout,
-                                   &x[0, 0, 0], &w[0, 0, 0], pb, &col[0, 0, 0], &y[0, 0, 0])
+                                   &x[0, 0, 0], &w[0, 0, 0], pb, relu, &wr[0, 0], &col[0, 0],
+                                   &y[0, 0, 0])
 
 
-def conv1d_backward(floating[:, :, ::1] w, floating[:, :, ::1] col, floating[:, :, ::1] gy,
-                    int stride, int dilation, int pad_left, int pad_right,
-                    floating[:, :, ::1] dcol, floating[:, :, ::1] gx, floating[:, :, ::1] gw,
+def conv1d_backward(floating[:, ::1] wr, floating[:, ::1] col, floating[:, :, ::1] y, bint relu,
+                    floating[:, :, ::1] gy, int stride, int dilation, int pad_left,
+                    int pad_right, floating[:, :, ::1] gz, floating[:, ::1] dwr,
+                    floating[:, ::1] dcol, floating[:, :, ::1] gx, floating[:, :, ::1] gw,
                     floating[::1] gb, bint accumulate=False):
-    """From gy and the forward's col: gw (+)= sum_b gy_b col_b^T, gb (+)= sums of gy,
-    and gx (B, Cin, L) through dcol (workspace shaped like col). gx/dcol and gb may
-    be None (gx and dcol together)."""
-    cdef Py_ssize_t B = gy.shape[0], Cout = w.shape[0], Cin = w.shape[1], k = w.shape[2]
-    cdef Py_ssize_t Lout = gy.shape[2]
+    """From gy (B, Lout, Cout) and the forward's wr, col and y (y and gz, the masked
+    gradient, only with relu): gw (+)= gz^T col reordered back to (Cout, Cin, k)
+    through the workspace dwr, gb (+)= sums of gz, and gx (B, L, Cin) through dcol
+    (workspace shaped like col). gx/dcol and gb may be None (gx and dcol together)."""
+    cdef Py_ssize_t B = gy.shape[0], Lout = gy.shape[1], Cout = gw.shape[0]
+    cdef Py_ssize_t Cin = gw.shape[1], k = gw.shape[2]
     _need((gx is None) == (dcol is None), "conv1d_backward: gx and dcol go together")
-    cdef Py_ssize_t L = gx.shape[2] if gx is not None else 0
+    cdef Py_ssize_t L = gx.shape[1] if gx is not None else 0
     if gx is not None:
-        _need(gx.shape[0] == B and gx.shape[1] == Cin, "conv1d_backward: gx shape")
+        _need(gx.shape[0] == B and gx.shape[2] == Cin, "conv1d_backward: gx shape")
         _conv_check(B, Cin, L, Cout, Cin, k, stride, dilation, pad_left, pad_right, Lout)
-        _need(dcol.shape[0] == B and dcol.shape[1] == Cin * k and dcol.shape[2] == Lout,
+        _need(dcol.shape[0] == B * Lout and dcol.shape[1] == Cin * k,
               "conv1d_backward: dcol shape")
-    _need(B > 0 and gy.shape[1] == Cout, "conv1d_backward: gy shape")
-    _need(col.shape[0] == B and col.shape[1] == Cin * k and col.shape[2] == Lout,
-          "conv1d_backward: col shape")
-    _need(gw.shape[0] == Cout and gw.shape[1] == Cin and gw.shape[2] == k,
-          "conv1d_backward: gw shape")
+    _need(B > 0 and Lout > 0 and gy.shape[2] == Cout, "conv1d_backward: gy shape")
+    _need(wr.shape[0] == Cout and wr.shape[1] == Cin * k, "conv1d_backward: wr shape")
+    _need(dwr.shape[0] == Cout and dwr.shape[1] == Cin * k, "conv1d_backward: dwr shape")
+    _need(col.shape[0] == B * Lout and col.shape[1] == Cin * k, "conv1d_backward: col shape")
     _need(gb is None or gb.shape[0] == Cout, "conv1d_backward: gb shape")
+    cdef floating *py = NULL
+    cdef floating *pgz = NULL
+    if relu:
+        _need(y is not None and y.shape[0] == B and y.shape[1] == Lout and y.shape[2] == Cout,
+              "conv1d_backward: relu needs y shaped like gy")
+        _need(gz is not None and gz.shape[0] == B and gz.shape[1] == Lout and gz.shape[2] == Cout,
+              "conv1d_backward: relu needs gz shaped like gy")
+        py, pgz = &y[0, 0, 0], &gz[0, 0, 0]
     cdef floating *pgb = &gb[0] if gb is not None else NULL
     cdef floating *pgx = &gx[0, 0, 0] if gx is not None else NULL
-    cdef floating *pdc = &dcol[0, 0, 0] if dcol is not None else NULL
+    cdef floating *pdc = &dcol[0, 0] if dcol is not None else NULL
     with nogil:
         if floating is float:
             fnn_conv1d_backward_f32(B, Cin, L, Cout, k, stride, dilation, pad_left, Lout,
-                                    &w[0, 0, 0], &col[0, 0, 0], &gy[0, 0, 0], pdc, pgx,
-                                    &gw[0, 0, 0], pgb, accumulate)
+                                    &wr[0, 0], &col[0, 0], py, relu, &gy[0, 0, 0], pgz,
+                                    &dwr[0, 0], pdc, pgx, &gw[0, 0, 0], pgb, accumulate)
         else:
             fnn_conv1d_backward_f64(B, Cin, L, Cout, k, stride, dilation, pad_left, Lout,
-                                    &w[0, 0, 0], &col[0, 0, 0], &gy[0, 0, 0], pdc, pgx,
-                                    &gw[0, 0, 0], pgb, accumulate)
+                                    &wr[0, 0], &col[0, 0], py, relu, &gy[0, 0, 0], pgz,
+                                    &dwr[0, 0], pdc, pgx, &gw[0, 0, 0], pgb, accumulate)

@@ -1,19 +1,18 @@
-"""Two small next-token models over a fixed context, written the PyTorch way
-(fn.Module subclasses whose forward/backward chain their children), for the
+"""Two small next-token models over a fixed context (fn.Module subclasses whose
+internal forward/backward chain their children's), for the
 language-model table: each takes (batch, context) token ids and returns
 (batch, vocab) logits for the next token, to train with fn.CrossEntropyLoss.
 
 - ``BagOfWordsLM``: the mean of the context's embeddings (EmbeddingBag) -> Linear.
   Order-blind: the baseline.
-- ``CausalConvLM``: Embedding -> (batch, channels, time) -> a stack of causal
-  Conv1d + ReLU (dilation doubling per layer, WaveNet style) -> Linear on the
-  last position, which sees the whole receptive field
+- ``CausalConvLM``: Embedding -> a stack of causal Conv1d + ReLU (dilation
+  doubling per layer, WaveNet style) -> Linear on the last position, which sees
+  the whole receptive field
   1 + (kernel_size - 1) * (2**layers - 1) tokens.
 """
 import numpy as np
 
 from .. import _validation as V
-from ..nn.activations import ReLU
 from ..nn.layers import Embedding, Linear
 from ..nn.module import Module
 from ..nn.sequence import Conv1d, EmbeddingBag
@@ -34,11 +33,13 @@ class BagOfWordsLM(Module):
     def _check_input(self, x):
         return self.bag._check_input(x)
 
-    def forward(self, x):
-        return self.head(self.bag(x))
+    # the children's internal calls: the ids are checked once, nothing is copied
+    def _forward(self, x):
+        self._out = self.head._forward(self.bag._forward(x))
+        return self._out
 
-    def backward(self, grad, accumulate=False):
-        self.bag.backward(self.head.backward(grad))
+    def _backward(self, grad, accumulate, need_input_grad):
+        self.bag._backward(self.head._backward(grad, accumulate, True), accumulate, False)
         return None
 
     def config(self):
@@ -47,7 +48,11 @@ class BagOfWordsLM(Module):
 
 class CausalConvLM(Module):
     """Embedding(vocab, dim) -> [Conv1d(causal, dilation 2**i) -> ReLU] * layers
-    -> Linear(channels, vocab) at the last position."""
+    -> Linear(channels, vocab) at the last position.
+
+    Every position is computed, as torch does; the activations stay (batch, time,
+    channels), the Embedding's layout, through the whole stack (no transposes),
+    with each ReLU fused into its convolution."""
 
     def __init__(self, vocab, dim, channels, kernel_size, layers, dtype="float32"):
         super().__init__()
@@ -62,36 +67,39 @@ class CausalConvLM(Module):
             setattr(self, f"conv{i}", Conv1d(self.dim if i == 0 else self.channels, self.channels,
                                              self.kernel_size, dilation=2 ** i, causal=True,
                                              dtype=dtype))
-            setattr(self, f"act{i}", ReLU())
         self.head = Linear(self.channels, self.vocab, dtype=dtype)
-        self._to_dtype(self._dtype)  # the activations' workspaces too
 
     @property
     def receptive_field(self):
         return 1 + (self.kernel_size - 1) * (2 ** self.layers - 1)
 
+    def _convs(self):
+        return [getattr(self, f"conv{i}") for i in range(self.layers)]
+
     def _check_input(self, x):
         x = self.embed._check_input(x)
-        if x.ndim != 2:
+        if x.ndim != 2 or x.shape[1] == 0:
             raise ValueError(f"x must be token ids of shape (batch, context), got {x.shape}")
         return x
 
-    def forward(self, x):
-        h = np.ascontiguousarray(self.embed(x).transpose(0, 2, 1))  # (batch, dim, time)
-        for i in range(self.layers):
-            h = getattr(self, f"act{i}")(getattr(self, f"conv{i}")(h))
+    def _forward(self, x):
+        h = self.embed._forward(x)  # (batch, time, dim)
+        for conv in self._convs():
+            h = conv._forward_time_major(h, relu=True)
+        last = self._buffer("last", (h.shape[0], h.shape[2]))
+        np.copyto(last, h[:, -1])
         self._shape = h.shape
-        return self.head(np.ascontiguousarray(h[:, :, -1]))
+        self._out = self.head._forward(last)
+        return self._out
 
-    def backward(self, grad, accumulate=False):
-        g_last = self.head.backward(grad)
-        g = np.zeros(self._shape, g_last.dtype)
-        g[:, :, -1] = g_last
-        for i in reversed(range(self.layers)):
-            g = getattr(self, f"conv{i}").backward(getattr(self, f"act{i}").backward(g))
-        self.embed.backward(np.ascontiguousarray(g.transpose(0, 2, 1)))
+    def _backward(self, grad, accumulate, need_input_grad):
+        g = self._buffer("g", self._shape)
+        g[:, :-1] = 0  # only the last position reaches the head
+        g[:, -1] = self.head._backward(grad, accumulate, True)
+        for conv in reversed(self._convs()):
+            g = conv._backward_time_major(g, accumulate, True)
+        self.embed._backward(g, accumulate, False)
         return None
-
     def config(self):
         return {"vocab": self.vocab, "dim": self.dim, "channels": self.channels,
                 "kernel_size": self.kernel_size, "layers": self.layers}

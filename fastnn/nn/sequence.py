@@ -85,29 +85,37 @@ def _int_arg(value, name, low):
 
 class Conv1d(_WeightAndBias, Module):
     """torch.nn.Conv1d on x (batch, in_channels, time) -> (batch, out_channels, time_out),
-    weight (out_channels, in_channels, kernel_size), bias (out_channels,), PyTorch's
-    initialization (both U(+-1/sqrt(in_channels * kernel_size))). ``padding`` is an
-    int, "valid" or "same" (stride 1); only ``padding_mode="zeros"``.
+    weight (out_channels, in_channels / groups, kernel_size), bias (out_channels,),
+    PyTorch's initialization (both U(+-1/sqrt(in_channels / groups * kernel_size))).
+    ``padding`` is an int, "valid" or "same" (stride 1); ``groups`` splits the
+    channels into independent convolutions; only ``padding_mode="zeros"``.
 
     ``causal=True`` (fastnn's own option) pads dilation*(kernel_size-1) zeros on the
     left only, so the output has the input's length and position t sees inputs
     t, t-dilation, ... only: the recipe for a convolutional language model (stack
     causal layers, read the logits at the last position).
 
-    Compiled: im2col + one GEMM per sequence with the bias fused; backward: dW as
-    fixed GEMM blocks summed over the batch in order, dX by col2im; threads over
-    the batch, results independent of the thread count."""
+    Compiled in the (batch, time, channels) layout: an unfold whose rows are the k
+    input rows each position reads, then one Linear product over all batch*time
+    positions with the bias fused (the engine's GEMM plans: results independent
+    of the thread count); dX folded back per sequence. This layer's
+    (batch, channels, time) input and output are transposed around it."""
 
-    _transient = Module._transient + ("_col",)
+    _transient = Module._transient + ("_col", "_wr", "_yt", "_yg")
 
     def __init__(self, in_channels, out_channels, kernel_size, stride=1, padding=0, dilation=1,
-                 bias=True, padding_mode="zeros", causal=False, dtype="float32"):
+                 groups=1, bias=True, padding_mode="zeros", causal=False, dtype="float32"):
         super().__init__()
         self.in_channels = V.positive_int(in_channels, "in_channels")
         self.out_channels = V.positive_int(out_channels, "out_channels")
         self.kernel_size = _int_arg(kernel_size, "kernel_size", 1)
         self.stride = _int_arg(stride, "stride", 1)
         self.dilation = _int_arg(dilation, "dilation", 1)
+        self.groups = _int_arg(groups, "groups", 1)
+        for name in ("in_channels", "out_channels"):
+            if getattr(self, name) % self.groups:
+                raise ValueError(f"Conv1d: {name} ({getattr(self, name)}) must be divisible by "
+                                 f"groups ({self.groups})")
         if padding_mode != "zeros":
             raise ValueError(f"Conv1d: padding_mode must be 'zeros' (the only one implemented), "
                              f"got {padding_mode!r}")
@@ -133,12 +141,12 @@ class Conv1d(_WeightAndBias, Module):
             left, right = span, 0
         self._pads = (left, right)
         self._dtype = V.as_dtype(dtype)
-        shape = (self.out_channels, self.in_channels, self.kernel_size)
+        shape = (self.out_channels, self.in_channels // self.groups, self.kernel_size)
         n_w = shape[0] * shape[1] * shape[2]
         _memory.check(2 * self._dtype.itemsize * (n_w + shape[0]),
                       f"Conv1d{(self.in_channels, self.out_channels, self.kernel_size)}'s weights "
                       "and gradients")
-        bound = 1.0 / math.sqrt(self.in_channels * self.kernel_size)
+        bound = 1.0 / math.sqrt(shape[1] * self.kernel_size)
         w = _random.uniform_(np.empty(shape, self._dtype), -bound, bound)
         self.register_parameter("weight", Parameter._adopt(w))
         if bias:
@@ -166,31 +174,81 @@ class Conv1d(_WeightAndBias, Module):
         return x
 
     def _forward(self, x):
-        B, L = x.shape[0], x.shape[2]
-        l_out = self.output_length(L)
-        col = self._buffer("col", (B, self.in_channels * self.kernel_size, l_out))
-        y = self._buffer("y", (B, self.out_channels, l_out))
-        b = self.bias
-        left, right = self._pads
-        _ops.conv1d_forward(x, self.weight.data, None if b is None else b.data, self.stride,
-                            self.dilation, left, right, col, y)
-        self._col, self._shape, self._out = col, x.shape, y
+        xt = self._buffer("xt", (x.shape[0], x.shape[2], x.shape[1]))
+        np.copyto(xt, x.transpose(0, 2, 1))
+        y = self._buffer("y", (x.shape[0], self.out_channels, self.output_length(x.shape[2])))
+        np.copyto(y, self._forward_time_major(xt).transpose(0, 2, 1))
+        self._out = y
         return y
 
     def _backward(self, grad, accumulate, need_input_grad):
-        b = self.bias
+        gt = self._buffer("gyt", self._yt.shape)
+        np.copyto(gt, grad.transpose(0, 2, 1))
+        gxt = self._backward_time_major(gt, accumulate, need_input_grad)
+        if gxt is None:
+            return None
+        gx = self._buffer("gx", (gxt.shape[0], gxt.shape[2], gxt.shape[1]))
+        np.copyto(gx, gxt.transpose(0, 2, 1))
+        return gx
+
+    # The compiled form works on (batch, time, channels), the layout an Embedding
+    # gives: a model that keeps it through a stack of convolutions (CausalConvLM)
+    # calls these and never transposes; ``relu`` fuses the activation.
+    def _forward_time_major(self, x, relu=False):
+        B, L, G = x.shape[0], x.shape[1], self.groups
+        l_out = self.output_length(L)
+        cin, cout = self.in_channels // G, self.out_channels // G
+        K = cin * self.kernel_size
+        wr = self._buffer("wr", (G, cout, K))
+        col = self._buffer("col", (G, B * l_out, K))
+        y = self._buffer("yt", (B, l_out, self.out_channels))
+        # groups > 1: each group's channels gathered, computed and scattered back
+        xg = self._buffer("xg", (G, B, L, cin)) if G > 1 else x[None]
+        yg = self._buffer("yg", (G, B, l_out, cout)) if G > 1 else y[None]
+        w, b = self.weight.data, self.bias
         left, right = self._pads
-        gx = self._buffer("gx", self._shape) if need_input_grad else None
-        dcol = self._buffer("dcol", self._col.shape) if need_input_grad else None
-        _ops.conv1d_backward(self.weight.data, self._col, grad, self.stride, self.dilation, left,
-                             right, dcol, gx, self.weight.grad, None if b is None else b.grad,
-                             accumulate)
+        for g in range(G):
+            if G > 1:
+                np.copyto(xg[g], x[:, :, g * cin:(g + 1) * cin])
+            _ops.conv1d_forward(xg[g], w[g * cout:(g + 1) * cout],
+                                None if b is None else b.data[g * cout:(g + 1) * cout],
+                                self.stride, self.dilation, left, right, relu, wr[g], col[g],
+                                yg[g])
+            if G > 1:
+                y[:, :, g * cout:(g + 1) * cout] = yg[g]
+        self._wr, self._col, self._xshape, self._yt, self._yg, self._relu = \
+            wr, col, x.shape, y, yg, relu
+        return y
+
+    def _backward_time_major(self, grad, accumulate, need_input_grad):
+        G, (B, L, _), b = self.groups, self._xshape, self.bias
+        cin, cout = self.in_channels // G, self.out_channels // G
+        left, right = self._pads
+        yg = self._yg
+        gyg = self._buffer("gyg", yg.shape) if G > 1 else grad[None]
+        gz = self._buffer("gz", yg.shape) if self._relu else [None] * G
+        dwr = self._buffer("dwr", self._wr.shape[1:])
+        gx = self._buffer("gxt", self._xshape) if need_input_grad else None
+        gxg = (self._buffer("gxg", (G, B, L, cin)) if G > 1 else gx[None]) \
+            if need_input_grad else [None] * G
+        dcol = self._buffer("dcol", self._col.shape[1:]) if need_input_grad else None
+        gw = self.weight.grad
+        for g in range(G):
+            if G > 1:
+                np.copyto(gyg[g], grad[:, :, g * cout:(g + 1) * cout])
+            _ops.conv1d_backward(self._wr[g], self._col[g], yg[g], self._relu, gyg[g],
+                                 self.stride, self.dilation, left, right, gz[g], dwr, dcol,
+                                 gxg[g], gw[g * cout:(g + 1) * cout],
+                                 None if b is None else b.grad[g * cout:(g + 1) * cout],
+                                 accumulate)
+            if G > 1 and need_input_grad:
+                gx[:, :, g * cin:(g + 1) * cin] = gxg[g]
         return gx
 
     def config(self):
         return {"in_channels": self.in_channels, "out_channels": self.out_channels,
                 "kernel_size": self.kernel_size, "stride": self.stride, "padding": self.padding,
-                "dilation": self.dilation, "bias": self.bias is not None,
+                "dilation": self.dilation, "groups": self.groups, "bias": self.bias is not None,
                 "padding_mode": self.padding_mode, "causal": self.causal}
 
     def extra_repr(self):
@@ -203,6 +261,8 @@ class Conv1d(_WeightAndBias, Module):
                 f", padding=({self.padding},)"
         if self.dilation != 1:
             s += f", dilation=({self.dilation},)"
+        if self.groups != 1:
+            s += f", groups={self.groups}"
         if self.bias is None:
             s += ", bias=False"
         return s
