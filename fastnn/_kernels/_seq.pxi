@@ -22,12 +22,8 @@ def cross_entropy_ignore(floating[:, ::1] z, const int64_t[::1] labels, long lon
     cdef double r
     cdef int64_t count = 0
     with nogil:
-        if floating is float:
-            r = fnn_cross_entropy_ignore_f32(n, C, &z[0, 0], <int64_t *>&labels[0], ignore_index,
-                                             <float>smoothing, pg, pw, &count)
-        else:
-            r = fnn_cross_entropy_ignore_f64(n, C, &z[0, 0], <int64_t *>&labels[0], ignore_index,
-                                             smoothing, pg, pw, &count)
+        r = fnn_cross_entropy_ignore(n, C, &z[0, 0], <int64_t *>&labels[0], ignore_index,
+                                     smoothing, pg, pw, &count)
     return r
 
 
@@ -62,12 +58,8 @@ def embedding_bag_forward(const int64_t[::1] idx, floating[:, ::1] weight, int m
     if not fnn_labels_in_range(n * bag, <int64_t *>&idx[0], weight.shape[0]):
         raise ValueError(f"embedding_bag: indices must be in [0, {weight.shape[0]})")
     with nogil:
-        if floating is float:
-            fnn_embedding_bag_forward_f32(n, bag, dim, <int64_t *>&idx[0], &weight[0, 0], mode,
-                                          &out[0, 0], parg)
-        else:
-            fnn_embedding_bag_forward_f64(n, bag, dim, <int64_t *>&idx[0], &weight[0, 0], mode,
-                                          &out[0, 0], parg)
+        fnn_embedding_bag_forward(n, bag, dim, <int64_t *>&idx[0], &weight[0, 0], mode,
+                                  &out[0, 0], parg)
 
 
 def embedding_bag_backward(const int64_t[::1] idx, floating[:, ::1] gout, int mode,
@@ -91,12 +83,8 @@ def embedding_bag_backward(const int64_t[::1] idx, floating[:, ::1] gout, int mo
     cdef int64_t *pidx = <int64_t *>&idx[0] if n else NULL
     cdef floating *pg = &gout[0, 0] if n else NULL
     with nogil:
-        if floating is float:
-            fnn_embedding_bag_backward_f32(n, bag, dim, gweight.shape[0], pidx, pg, mode, parg,
-                                           &gweight[0, 0], accumulate)
-        else:
-            fnn_embedding_bag_backward_f64(n, bag, dim, gweight.shape[0], pidx, pg, mode, parg,
-                                           &gweight[0, 0], accumulate)
+        fnn_embedding_bag_backward(n, bag, dim, gweight.shape[0], pidx, pg, mode, parg,
+                                   &gweight[0, 0], accumulate)
 
 
 # ------------------------------------------------------------------- Conv1d
@@ -128,14 +116,8 @@ def conv1d_forward(floating[:, :, ::1] x, floating[:, :, ::1] w, floating[::1] b
     _need(col.shape[0] == B * Lout and col.shape[1] == Cin * k, "conv1d_forward: col shape")
     cdef floating *pb = &b[0] if b is not None else NULL
     with nogil:
-        if floating is float:
-            fnn_conv1d_forward_f32(B, Cin, L, Cout, k, stride, dilation, pad_left, Lout,
-                                   &x[0, 0, 0], &w[0, 0, 0], pb, relu, &wr[0, 0], &col[0, 0],
-                                   &y[0, 0, 0])
-        else:
-            fnn_conv1d_forward_f64(B, Cin, L, Cout, k, stride, dilation, pad_left, Lout,
-                                   &x[0, 0, 0], &w[0, 0, 0], pb, relu, &wr[0, 0], &col[0, 0],
-                                   &y[0, 0, 0])
+        fnn_conv1d_forward(B, Cin, L, Cout, k, stride, dilation, pad_left, Lout, &x[0, 0, 0],
+                           &w[0, 0, 0], pb, relu, &wr[0, 0], &col[0, 0], &y[0, 0, 0])
 
 
 def conv1d_backward(floating[:, ::1] wr, floating[:, ::1] col, floating[:, :, ::1] y, bint relu,
@@ -173,11 +155,6 @@ def conv1d_backward(floating[:, ::1] wr, floating[:, ::1] col, floating[:, :, ::
     cdef floating *pgx = &gx[0, 0, 0] if gx is not None else NULL
     cdef floating *pdc = &dcol[0, 0] if dcol is not None else NULL
     with nogil:
-        if floating is float:
-            fnn_conv1d_backward_f32(B, Cin, L, Cout, k, stride, dilation, pad_left, Lout,
-                                    &wr[0, 0], &col[0, 0], py, relu, &gy[0, 0, 0], pgz,
-                                    &dwr[0, 0], pdc, pgx, &gw[0, 0, 0], pgb, accumulate)
-        else:
-            fnn_conv1d_backward_f64(B, Cin, L, Cout, k, stride, dilation, pad_left, Lout,
-                                    &wr[0, 0], &col[0, 0], py, relu, &gy[0, 0, 0], pgz,
-                                    &dwr[0, 0], pdc, pgx, &gw[0, 0, 0], pgb, accumulate)
+        fnn_conv1d_backward(B, Cin, L, Cout, k, stride, dilation, pad_left, Lout, &wr[0, 0],
+                            &col[0, 0], py, relu, &gy[0, 0, 0], pgz, &dwr[0, 0], pdc, pgx,
+                            &gw[0, 0, 0], pgb, accumulate)
