@@ -765,6 +765,37 @@ def test_causal_conv_lm_gradcheck():
                                    err_msg=name)
 
 
+def test_causal_conv_lm_per_position_gradcheck_and_causality():
+    """per_position=True: logits after every position; position t depends on
+    ids <= t only, the last equals the last-position model's, and the
+    gradients of a loss on every position match finite differences."""
+    fn.seed(0)
+    model = CausalConvLM(5, 3, 4, kernel_size=2, layers=2, dtype="float64", per_position=True)
+    last = CausalConvLM(5, 3, 4, kernel_size=2, layers=2, dtype="float64")
+    last.load_state_dict(model.state_dict())
+    ids = np.random.default_rng(0).integers(0, 5, (3, 6))
+    out = model(ids)
+    assert out.shape == (3, 6, 5)
+    np.testing.assert_allclose(out[:, -1], last(ids), rtol=1e-12)
+    changed = ids.copy()
+    changed[:, 3] = (changed[:, 3] + 1) % 5
+    out2 = model(changed)
+    np.testing.assert_array_equal(out2[:, :3], out[:, :3])
+    assert not np.allclose(out2[:, 3], out[:, 3])
+    R = np.random.default_rng(1).standard_normal((3, 6, 5))
+
+    def loss():
+        return float(np.sum(model(ids) * R))
+
+    loss()
+    model.zero_grad()
+    model.backward(R)
+    for name, p in model.named_parameters():
+        np.testing.assert_allclose(p.grad, numeric_grad(loss, p.data), rtol=1e-6, atol=1e-8,
+                                   err_msg=name)
+    assert model.config()["per_position"] and not last.config()["per_position"]
+
+
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_causal_conv_lm_is_the_layer_composition(dtype):
     """The model's time-major path with fused ReLUs computes what its public layers do

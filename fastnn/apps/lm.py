@@ -100,7 +100,7 @@ def _cnn(vocab, context, embed, hidden, dtype, dropout):
     from .seqmodels import CausalConvLM
     _no_dropout("cnn", dropout)
     layers = max(1, (context - 1).bit_length())  # dilations 1, 2, 4, ... cover the context
-    return CausalConvLM(vocab, embed, hidden, 2, layers, dtype=dtype)
+    return CausalConvLM(vocab, embed, hidden, 2, layers, dtype=dtype, per_position=True)
 
 
 def _rnn(kind):

@@ -52,10 +52,14 @@ class CausalConvLM(Module):
 
     Every position is computed, as torch does; the activations stay (batch, time,
     channels), the Embedding's layout, through the whole stack (no transposes),
-    with each ReLU fused into its convolution."""
+    with each ReLU fused into its convolution. With ``per_position=True`` the head
+    runs at every position: logits (batch, context, vocab), the t-th predicting
+    the token after position t (train with (batch, context) targets)."""
 
-    def __init__(self, vocab, dim, channels, kernel_size, layers, dtype="float32"):
+    def __init__(self, vocab, dim, channels, kernel_size, layers, dtype="float32",
+                 per_position=False):
         super().__init__()
+        self.per_position = bool(per_position)
         self.vocab = V.positive_int(vocab, "vocab")
         self.dim = V.positive_int(dim, "dim")
         self.channels = V.positive_int(channels, "channels")
@@ -86,20 +90,27 @@ class CausalConvLM(Module):
         h = self.embed._forward(x)  # (batch, time, dim)
         for conv in self._convs():
             h = conv._forward_time_major(h, relu=True)
-        last = self._buffer("last", (h.shape[0], h.shape[2]))
-        np.copyto(last, h[:, -1])
         self._shape = h.shape
-        self._out = self.head._forward(last)
+        if not self.per_position:
+            last = self._buffer("last", (h.shape[0], h.shape[2]))
+            np.copyto(last, h[:, -1])
+            h = last
+        self._out = self.head._forward(h)
         return self._out
 
     def _backward(self, grad, accumulate, need_input_grad):
-        g = self._buffer("g", self._shape)
-        g[:, :-1] = 0  # only the last position reaches the head
-        g[:, -1] = self.head._backward(grad, accumulate, True)
+        g = self.head._backward(grad, accumulate, True)
+        if not self.per_position:
+            full = self._buffer("g", self._shape)
+            full[:, :-1] = 0  # only the last position reaches the head
+            full[:, -1] = g
+            g = full
         for conv in reversed(self._convs()):
             g = conv._backward_time_major(g, accumulate, True)
         self.embed._backward(g, accumulate, False)
         return None
+
     def config(self):
         return {"vocab": self.vocab, "dim": self.dim, "channels": self.channels,
-                "kernel_size": self.kernel_size, "layers": self.layers}
+                "kernel_size": self.kernel_size, "layers": self.layers,
+                "per_position": self.per_position}
