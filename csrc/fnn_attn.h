@@ -151,5 +151,74 @@ void S(fnn_mha_backward)(int B, int L, int E, int H, int batch_first, const T *X
                            dWin, dbin, accumulate);
 }
 
+/* Attention of the last query of each sequence only (the transformer LM reads
+ * its last block's output at the last position alone, so the other queries of
+ * that block are dead work). q (B, E) is that query, KV (B*L, 2E) every token's
+ * keys then values (rows b*L + t); the last query sees every key, so no mask
+ * applies. P (B, H, L) keeps the probabilities, C (B, E) the heads' outputs.
+ * Each (batch, head) pair is one thread's, so the bits never depend on the count. */
+void S(fnn_attn_last_forward)(int B, int L, int E, int H, const T *q, const T *KV, T *P, T *C)
+{
+    int d = E / H;
+    T scale = (T)(1.0 / sqrt((double)d));
+    FNN_PAR_FOR(fnn_threads_for(4.0 * B * H * (double)L * d), pr, (int64_t)B * H, {
+        int b = (int)(pr / H), h = (int)(pr % H);
+        const T *qh = q + (int64_t)b * E + (int64_t)h * d;
+        const T *K = KV + (int64_t)b * L * 2 * E + (int64_t)h * d, *Vh = K + E;
+        T *p = P + pr * L, *c = C + (int64_t)b * E + (int64_t)h * d;
+        T mx = -INFINITY;
+        for (int j = 0; j < L; j++) {
+            const T *k = K + (int64_t)j * 2 * E;
+            T s = 0;
+            for (int i = 0; i < d; i++) s += qh[i] * k[i];
+            p[j] = s * scale;
+            mx = p[j] > mx ? p[j] : mx;
+        }
+        double sum = 0;
+        for (int j = 0; j < L; j++) { p[j] = EXP(p[j] - mx); sum += p[j]; }
+        T inv = (T)(1.0 / sum);
+        for (int i = 0; i < d; i++) c[i] = 0;
+        for (int j = 0; j < L; j++) {
+            const T *v = Vh + (int64_t)j * 2 * E;
+            p[j] *= inv;
+            for (int i = 0; i < d; i++) c[i] += p[j] * v[i];
+        }
+    });
+}
+
+/* Its backward from dC (B, E): dq (B, E) and dKV (B*L, 2E), both written. */
+void S(fnn_attn_last_backward)(int B, int L, int E, int H, const T *q, const T *KV, const T *P,
+                               const T *dC, T *dq, T *dKV)
+{
+    int d = E / H;
+    T scale = (T)(1.0 / sqrt((double)d));
+    FNN_PAR_FOR(fnn_threads_for(8.0 * B * H * (double)L * d), pr, (int64_t)B * H, {
+        int b = (int)(pr / H), h = (int)(pr % H);
+        int64_t off = (int64_t)b * E + (int64_t)h * d, koff = (int64_t)b * L * 2 * E + (int64_t)h * d;
+        const T *qh = q + off, *dc = dC + off, *p = P + pr * L;
+        T *dqh = dq + off;
+        double dot = 0;
+        for (int j = 0; j < L; j++) {  /* dp_j = dc . v_j, then sum_j p_j dp_j */
+            const T *v = KV + koff + (int64_t)j * 2 * E + E;
+            T s = 0;
+            for (int i = 0; i < d; i++) s += dc[i] * v[i];
+            dot += (double)s * p[j];
+        }
+        for (int i = 0; i < d; i++) dqh[i] = 0;
+        for (int j = 0; j < L; j++) {
+            const T *k = KV + koff + (int64_t)j * 2 * E, *v = k + E;
+            T *dk = dKV + koff + (int64_t)j * 2 * E, *dv = dk + E;
+            T s = 0;
+            for (int i = 0; i < d; i++) s += dc[i] * v[i];
+            T ds = scale * p[j] * (s - (T)dot);
+            for (int i = 0; i < d; i++) {
+                dqh[i] += ds * k[i];
+                dk[i] = ds * qh[i];
+                dv[i] = p[j] * dc[i];
+            }
+        }
+    });
+}
+
 #undef ATTN_BLK
 #undef FNN_ATTN_BLOCK

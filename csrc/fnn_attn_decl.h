@@ -17,3 +17,11 @@ void FNN_S(fnn_mha_backward)(int B, int L, int E, int H, int batch_first, const 
                              const FNN_T *P, const FNN_T *C, const FNN_T *dY, int causal,
                              FNN_T *dC, FNN_T *G, FNN_T *dQKV, FNN_T *dX, FNN_T *dWin,
                              FNN_T *dbin, FNN_T *dWout, FNN_T *dbout, int accumulate);
+/* Attention of the last query of each of B sequences only: q (B, E), KV (B*L, 2E)
+ * every token's keys then values (rows b*L + t), no mask (the last query sees
+ * every key). P (B, H, L) the probabilities, C (B, E) the heads' outputs. */
+void FNN_S(fnn_attn_last_forward)(int B, int L, int E, int H, const FNN_T *q, const FNN_T *KV,
+                                  FNN_T *P, FNN_T *C);
+/* Its backward from dC (B, E): dq (B, E) and dKV (B*L, 2E), written. */
+void FNN_S(fnn_attn_last_backward)(int B, int L, int E, int H, const FNN_T *q, const FNN_T *KV,
+                                   const FNN_T *P, const FNN_T *dC, FNN_T *dq, FNN_T *dKV);

@@ -562,3 +562,25 @@ def mha_backward(x, w_in, w_out, qkv, attn, ctx, gy, num_heads, causal, batch_fi
         put(gb_in, g2.sum(axis=0))
     if gx is not None:
         gx[...] = gqkv @ w_in
+
+
+def attn_last_forward(q, kv, num_heads, attn, ctx):
+    E = q.shape[1]
+    qh = q.reshape(q.shape[0], num_heads, 1, E // num_heads)
+    k, v = (_heads(kv[..., i * E:(i + 1) * E], True, num_heads) for i in range(2))
+    s = (qh @ k.swapaxes(-1, -2))[:, :, 0] * q.dtype.type(1.0 / math.sqrt(E // num_heads))
+    e = np.exp(s - s.max(axis=-1, keepdims=True))
+    attn[...] = e / e.sum(axis=-1, keepdims=True)
+    ctx[...] = (attn[:, :, None] @ v).reshape(q.shape)
+
+
+def attn_last_backward(q, kv, attn, gctx, num_heads, gq, gkv):
+    B, E = q.shape
+    d = E // num_heads
+    qh, go = (a.reshape(B, num_heads, 1, d) for a in (q, gctx))
+    k, v = (_heads(kv[..., i * E:(i + 1) * E], True, num_heads) for i in range(2))
+    gp = (go @ v.swapaxes(-1, -2))[:, :, 0]
+    gs = attn * (gp - (gp * attn).sum(axis=-1, keepdims=True)) * q.dtype.type(1.0 / math.sqrt(d))
+    gq[...] = (gs[:, :, None] @ k).reshape(B, E)
+    gk, gv = gs[..., None] * qh, attn[..., None] * go
+    gkv[...] = np.concatenate([_merge_heads(g, True) for g in (gk, gv)], axis=-1)

@@ -79,6 +79,25 @@ def test_mha_kernels_match_reference(dtype, B, L, H, d, causal, bf, mask, bias, 
         np.testing.assert_allclose(g, w, rtol=tol(dtype), atol=tol(dtype) * scale)
 
 
+@SETTINGS
+@given(dtype=st.sampled_from([np.float32, np.float64]), B=st.integers(1, 3),
+       L=st.integers(1, 9), H=st.sampled_from([1, 2, 3]), d=st.integers(1, 6),
+       seed=st.integers(0, 2**32 - 1))
+def test_attn_last_kernels_match_reference(dtype, B, L, H, d, seed):
+    rng = np.random.default_rng(seed)
+    E = H * d
+    q, kv, gc = (rng.standard_normal(s).astype(dtype) for s in ((B, E), (B, L, 2 * E), (B, E)))
+    outs = []
+    for mod in (_ops, ref):
+        p, c = np.full((B, H, L), np.nan, dtype), np.full((B, E), np.nan, dtype)
+        gq, gkv = np.full((B, E), np.nan, dtype), np.full((B, L, 2 * E), np.nan, dtype)
+        mod.attn_last_forward(q, kv, H, p, c)
+        mod.attn_last_backward(q, kv, p, gc, H, gq, gkv)
+        outs.append((p, c, gq, gkv))
+    for a, b in zip(*outs):
+        np.testing.assert_allclose(a, b, rtol=tol(dtype), atol=tol(dtype))
+
+
 def test_mha_kernel_masked_probabilities_are_exact_zeros():
     """Causal and -inf entries are exactly 0 (never exp's smallest value), rows sum to 1."""
     rng = np.random.default_rng(0)
@@ -179,6 +198,28 @@ def test_transformer_block_gradcheck(causal):
         p.data[...] += rng.standard_normal(p.shape) * 0.3
     x = rng.standard_normal((2, 3, 4))
     check_grads(blk, blk, x)
+
+
+@pytest.mark.parametrize("causal", [True, False])
+def test_transformer_block_last_position_equals_the_full_block(causal):
+    """The LM's last block computes its last position alone: the same output there
+    and the same gradients as the whole block with a gradient at that position only."""
+    fn.seed(11)
+    blk = TransformerBlock(6, 2, dim_feedforward=5, causal=causal, dtype="float64")
+    rng = np.random.default_rng(12)
+    for p in blk.parameters():
+        p.data[...] += rng.standard_normal(p.shape) * 0.3
+    x = rng.standard_normal((3, 4, 6))
+    g = rng.standard_normal((3, 6))
+    y = blk(x)
+    gfull = np.zeros_like(y)
+    gfull[:, -1] = g
+    gx = blk.backward(gfull)
+    grads = [p.grad.copy() for p in blk.parameters()]
+    np.testing.assert_allclose(blk._forward_last(x), y[:, -1], rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(blk._backward_last(g, False), gx, rtol=1e-11, atol=1e-12)
+    for (name, p), want in zip(blk.named_parameters(), grads):
+        np.testing.assert_allclose(p.grad, want, rtol=1e-11, atol=1e-12, err_msg=name)
 
 
 def test_transformer_lm_gradcheck():
@@ -370,6 +411,25 @@ def test_transformer_block_bitwise_independent_of_thread_count():
             y = blk(x)
             gx = blk.backward(np.cos(y))
             results.append([y, gx] + [p.grad.copy() for p in blk.parameters()])
+    finally:
+        fn.set_num_threads(saved)
+    for a, b in zip(*results):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_transformer_lm_step_bitwise_independent_of_thread_count():
+    x = np.random.default_rng(19).integers(0, 20, (8, 64))
+    y = np.random.default_rng(20).integers(0, 20, 8)
+    saved = fn.get_num_threads()
+    results = []
+    try:
+        for threads in (1, 2):
+            fn.set_num_threads(threads)
+            fn.seed(21)
+            lm = TransformerLM(20, 32, 4, 2, 64, dim_feedforward=48)
+            tr = fn.Trainer(lm, fn.CrossEntropyLoss(), fn.Adam(lm.parameters(), lr=1e-3))
+            losses = [tr.step(x, y) for _ in range(2)]
+            results.append([np.array(losses)] + [p.data.copy() for p in lm.parameters()])
     finally:
         fn.set_num_threads(saved)
     for a, b in zip(*results):

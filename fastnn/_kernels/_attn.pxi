@@ -82,3 +82,48 @@ def mha_backward(floating[:, :, ::1] x, floating[:, ::1] w_in, floating[:, ::1] 
                                  &qkv[0, 0, 0], &attn[0, 0, 0, 0], &ctx[0, 0, 0], &gy[0, 0, 0],
                                  causal, &gctx[0, 0, 0], &gs[0, 0, 0, 0], &gqkv[0, 0, 0], pgx,
                                  &gw_in[0, 0], pgbi, &gw_out[0, 0], pgbo, accumulate)
+
+
+def attn_last_forward(floating[:, ::1] q, floating[:, :, ::1] kv, int num_heads,
+                      floating[:, :, ::1] attn, floating[:, ::1] ctx):
+    """Attention of the last query of each sequence: q (B, E), kv (B, L, 2E) the keys
+    then values of every token, attn (B, H, L) receives the probabilities, ctx (B, E)
+    the heads' outputs. No mask: the last query sees every key."""
+    cdef int B = kv.shape[0], L = kv.shape[1], E = q.shape[1], H = num_heads
+    _need(H > 0 and E % H == 0, "attn_last_forward: num_heads must divide the embedding width")
+    _need(q.shape[0] == B and kv.shape[2] == 2 * E and ctx.shape[0] == B and ctx.shape[1] == E,
+          "attn_last_forward: shapes do not match")
+    _need(attn.shape[0] == B and attn.shape[1] == H and attn.shape[2] == L,
+          "attn_last_forward: attn shape")
+    if B == 0 or L == 0 or E == 0:
+        return
+    with nogil:
+        if floating is float:
+            fnn_attn_last_forward_f32(B, L, E, H, &q[0, 0], &kv[0, 0, 0], &attn[0, 0, 0],
+                                      &ctx[0, 0])
+        else:
+            fnn_attn_last_forward_f64(B, L, E, H, &q[0, 0], &kv[0, 0, 0], &attn[0, 0, 0],
+                                      &ctx[0, 0])
+
+
+def attn_last_backward(floating[:, ::1] q, floating[:, :, ::1] kv, floating[:, :, ::1] attn,
+                       floating[:, ::1] gctx, int num_heads, floating[:, ::1] gq,
+                       floating[:, :, ::1] gkv):
+    """The backward of attn_last_forward from gctx (B, E): gq like q, gkv like kv (written)."""
+    cdef int B = kv.shape[0], L = kv.shape[1], E = q.shape[1], H = num_heads
+    _need(H > 0 and E % H == 0, "attn_last_backward: num_heads must divide the embedding width")
+    _need(q.shape[0] == B and kv.shape[2] == 2 * E and gctx.shape[0] == B
+          and gctx.shape[1] == E and gq.shape[0] == B and gq.shape[1] == E
+          and gkv.shape[0] == B and gkv.shape[1] == L and gkv.shape[2] == 2 * E,
+          "attn_last_backward: shapes do not match")
+    _need(attn.shape[0] == B and attn.shape[1] == H and attn.shape[2] == L,
+          "attn_last_backward: attn shape")
+    if B == 0 or L == 0 or E == 0:
+        return
+    with nogil:
+        if floating is float:
+            fnn_attn_last_backward_f32(B, L, E, H, &q[0, 0], &kv[0, 0, 0], &attn[0, 0, 0],
+                                       &gctx[0, 0], &gq[0, 0], &gkv[0, 0, 0])
+        else:
+            fnn_attn_last_backward_f64(B, L, E, H, &q[0, 0], &kv[0, 0, 0], &attn[0, 0, 0],
+                                       &gctx[0, 0], &gq[0, 0], &gkv[0, 0, 0])

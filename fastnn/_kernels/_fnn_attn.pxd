@@ -20,3 +20,11 @@ cdef extern from "fnn.h" nogil:
                               const double *P, const double *C, const double *dY, int causal,
                               double *dC, double *G, double *dQKV, double *dX, double *dWin,
                               double *dbin, double *dWout, double *dbout, int accumulate)
+    void fnn_attn_last_forward_f32(int B, int L, int E, int H, const float *q, const float *KV,
+                                   float *P, float *C)
+    void fnn_attn_last_backward_f32(int B, int L, int E, int H, const float *q, const float *KV,
+                                    const float *P, const float *dC, float *dq, float *dKV)
+    void fnn_attn_last_forward_f64(int B, int L, int E, int H, const double *q, const double *KV,
+                                   double *P, double *C)
+    void fnn_attn_last_backward_f64(int B, int L, int E, int H, const double *q, const double *KV,
+                                    const double *P, const double *dC, double *dq, double *dKV)

@@ -278,7 +278,7 @@ class TransformerBlock(Module):
     dim_feedforward, dropout=0.0, activation="gelu", batch_first=True,
     norm_first=True)``. Dropout is not implemented (dropout must be 0)."""
 
-    _transient = Module._transient + ("_x1", "_h2", "_u", "_zf")
+    _transient = Module._transient + ("_x1", "_h2", "_u", "_zf", "_last")
 
     def __init__(self, d_model, nhead, dim_feedforward=None, dropout=0.0, causal=True,
                  dtype="float32"):
@@ -341,6 +341,75 @@ class TransformerBlock(Module):
         gh1 = self.self_attn._backward(gx1, accumulate, True)
         gx = self._buffer("gx", grad.shape)
         np.add(gx1, self.norm1._backward(gh1, accumulate, True), out=gx)
+        return gx
+
+    def _forward_last(self, x):
+        """The block's output at the last position only, (batch, d_model): every
+        token's keys and values, but the query, attention, out_proj and
+        feed-forward of the last token alone (what a last-position head reads)."""
+        B, L, E = x.shape
+        H, F = self.nhead, self.dim_feedforward
+        at = self.self_attn
+        w, bi = at.in_proj_weight.data, at.in_proj_bias.data
+        h1 = self.norm1._forward(x).reshape(B * L, E)
+        kv = self._buffer("kv", (B, L, 2 * E))
+        _ops.linear_forward(h1, w[E:], bi[E:], _ops.ACT_NONE, 0.0, None, kv.reshape(B * L, 2 * E))
+        hl = self._buffer("hl", (B, E))
+        hl[...] = h1.reshape(B, L, E)[:, -1]
+        q = self._buffer("q", (B, E))
+        _ops.linear_forward(hl, w[:E], bi[:E], _ops.ACT_NONE, 0.0, None, q)
+        p = self._buffer("p", (B, H, L))
+        c = self._buffer("c", (B, E))
+        _ops.attn_last_forward(q, kv, H, p, c)
+        x1 = self._buffer("x1l", (B, E))
+        _ops.linear_forward(c, at.out_proj.weight.data, at.out_proj.bias.data, _ops.ACT_NONE, 0.0,
+                            None, x1)
+        x1 += x[:, -1]
+        h2 = self.norm2._forward(x1)
+        zf = self._buffer("zfl", (B, F))
+        u = self._buffer("ul", (B, F))
+        l1, l2 = self.linear1, self.linear2
+        _ops.linear_forward(h2, l1.weight.data, l1.bias.data, _ops.ACT_GELU, 0.0, zf, u)
+        y = self._buffer("yl", (B, E))
+        _ops.linear_forward(u, l2.weight.data, l2.bias.data, _ops.ACT_NONE, 0.0, None, y)
+        y += x1
+        self._x, self._last = x, (h1, kv, hl, q, p, c, x1, h2, zf, u)
+        self._out = y
+        return y
+
+    def _backward_last(self, grad, accumulate):
+        """The input gradient (batch, seq, d_model) from the gradient of
+        ``_forward_last``'s output; parameter gradients written or added."""
+        h1, kv, hl, q, p, c, x1, h2, zf, u = self._last
+        B, L, E = self._x.shape
+        F, H = self.dim_feedforward, self.nhead
+        at, l1, l2 = self.self_attn, self.linear1, self.linear2
+        w, gw = at.in_proj_weight.data, at.in_proj_weight.grad
+        gbi = at.in_proj_bias.grad
+        gu = self._buffer("gul", (B, F))
+        _ops.linear_backward(u, l2.weight.data, _ops.ACT_NONE, 0.0, None, None, grad, grad, gu,
+                             l2.weight.grad, l2.bias.grad, accumulate)
+        gh2 = self._buffer("gh2l", (B, E))
+        _ops.linear_backward(h2, l1.weight.data, _ops.ACT_GELU, 0.0, zf, u, gu, gu, gh2,
+                             l1.weight.grad, l1.bias.grad, accumulate)
+        gx1 = self._buffer("gx1l", (B, E))
+        np.add(grad, self.norm2._backward(gh2, accumulate, True), out=gx1)
+        gc = self._buffer("gcl", (B, E))
+        _ops.linear_backward(c, at.out_proj.weight.data, _ops.ACT_NONE, 0.0, None, None, gx1, gx1,
+                             gc, at.out_proj.weight.grad, at.out_proj.bias.grad, accumulate)
+        gq = self._buffer("gql", (B, E))
+        gkv = self._buffer("gkvl", (B, L, 2 * E))
+        _ops.attn_last_backward(q, kv, p, gc, H, gq, gkv)
+        ghl = self._buffer("ghll", (B, E))
+        _ops.linear_backward(hl, w[:E], _ops.ACT_NONE, 0.0, None, None, gq, gq, ghl, gw[:E],
+                             gbi[:E], accumulate)
+        gh1 = self._buffer("gh1l", (B, L, E))
+        g2 = gkv.reshape(B * L, 2 * E)
+        _ops.linear_backward(h1, w[E:], _ops.ACT_NONE, 0.0, None, None, g2, g2,
+                             gh1.reshape(B * L, E), gw[E:], gbi[E:], accumulate)
+        gh1[:, -1] += ghl
+        gx = self.norm1._backward(gh1, accumulate, True)
+        gx[:, -1] += gx1
         return gx
 
     def config(self):
