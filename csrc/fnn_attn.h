@@ -106,8 +106,8 @@ static inline int S(attn_threads)(int B, int H, int L, int d)
 }
 
 void S(fnn_mha_forward)(int B, int L, int E, int H, int batch_first, const T *X, const T *Win,
-                        const T *bin, const T *Wout, const T *bout, const T *mask, int causal,
-                        T *QKV, T *P, T *C, T *Y)
+                        const T *bin, const T *Wout, const T *bout, const T *mask,
+                        int64_t mask_stride, int causal, T *QKV, T *P, T *C, T *Y)
 {
     int n = B * L, d = E / H, E3 = 3 * E;
     int64_t rs = batch_first ? 1 : B;
@@ -119,7 +119,8 @@ void S(fnn_mha_forward)(int B, int L, int E, int H, int batch_first, const T *X,
         int b = (int)(pr / H), h = (int)(pr % H);
         int64_t base = batch_first ? (int64_t)b * L : b;
         const T *q = QKV + base * E3 + (int64_t)h * d;
-        S(attn_pair_fwd)(L, d, q, q + E, q + 2 * E, (int)(rs * E3), mask, causal, scale,
+        S(attn_pair_fwd)(L, d, q, q + E, q + 2 * E, (int)(rs * E3),
+                         mask ? mask + b * mask_stride : NULL, causal, scale,
                          P + pr * L * L, C + base * E + (int64_t)h * d, (int)(rs * E));
     });
     S(fnn_linear_forward)(n, E, E, C, E, Wout, bout, FNN_ACT_NONE, 0, NULL, Y);

@@ -3,11 +3,14 @@
  * sequences of L tokens of width E in H heads. X, C, Y are (rows, E), QKV (rows, 3E),
  * rows in (b, t) order when batch_first, else (t, b). P (B, H, L, L) keeps the
  * attention probabilities for the backward; mask (L, L) is added to the scaled
- * scores (NULL: none; -inf = not allowed); causal masks j > i without computing it.
+ * scores (NULL: none; -inf = not allowed), sequence b's at mask + b * mask_stride
+ * (0: one mask for all, L*L: one per sequence, as a key padding mask makes them);
+ * causal masks j > i without computing it.
  * bin/bout may be NULL (bias=False). */
 void FNN_S(fnn_mha_forward)(int B, int L, int E, int H, int batch_first, const FNN_T *X,
                             const FNN_T *Win, const FNN_T *bin, const FNN_T *Wout,
-                            const FNN_T *bout, const FNN_T *mask, int causal, FNN_T *QKV,
+                            const FNN_T *bout, const FNN_T *mask, int64_t mask_stride,
+                            int causal, FNN_T *QKV,
                             FNN_T *P, FNN_T *C, FNN_T *Y);
 /* From dY: dWout, dbout, dC (rows, E), the scratch G (B, H, L, L), dQKV (rows, 3E),
  * dWin, dbin and dX (may be NULL). Parameter gradients are written or, with

@@ -523,8 +523,8 @@ def mha_forward(x, w_in, b_in, w_out, b_out, mask, num_heads, causal, batch_firs
     q, k, v = (_heads(qkv[..., i * E:(i + 1) * E], batch_first, num_heads) for i in range(3))
     L = q.shape[2]
     s = (q @ k.swapaxes(-1, -2)) * x.dtype.type(1.0 / math.sqrt(E // num_heads))
-    if mask is not None:
-        s = s + mask
+    if mask is not None:  # (L, L) for every sequence or (B*L, L), one per sequence
+        s = s + mask.reshape(-1, L, L)[:, None]
     if causal:
         s = np.where(np.triu(np.ones((L, L), bool), 1), -np.inf, s)
     with np.errstate(invalid="ignore"):

@@ -53,7 +53,7 @@ def _kernel_run(mod, x, wi, bi, wo, bo, mask, H, causal, bf, gy, accumulate):
 @given(dtype=st.sampled_from([np.float32, np.float64]), B=st.integers(1, 3),
        L=st.one_of(st.integers(1, 9), st.sampled_from([63, 64, 65, 130])), H=st.sampled_from([1, 2, 3]),
        d=st.integers(1, 6), causal=st.booleans(), bf=st.booleans(),
-       mask=st.sampled_from(["none", "float", "bool"]), bias=st.booleans(),
+       mask=st.sampled_from(["none", "float", "bool", "per-sequence"]), bias=st.booleans(),
        accumulate=st.booleans(), seed=st.integers(0, 2**32 - 1))
 def test_mha_kernels_match_reference(dtype, B, L, H, d, causal, bf, mask, bias, accumulate, seed):
     rng = np.random.default_rng(seed)
@@ -71,6 +71,8 @@ def test_mha_kernels_match_reference(dtype, B, L, H, d, causal, bf, mask, bias, 
         bad = rng.random((L, L)) < 0.3
         bad[np.arange(L), np.arange(L)] = False
         m = np.where(bad, -np.inf, 0).astype(dtype)
+    elif mask == "per-sequence":  # (B*L, L): one mask per sequence (key padding)
+        m = rng.standard_normal((B * L, L)).astype(dtype)
     gy = rng.standard_normal(shape).astype(dtype)
     got = _kernel_run(_ops, x, wi, bi, wo, bo, m, H, causal, bf, gy, accumulate)
     want = _kernel_run(ref, x, wi, bi, wo, bo, m, H, causal, bf, gy, accumulate)
@@ -300,6 +302,60 @@ def test_mha_matches_torch(dtype, batch_first, masking, bias):
 
 
 @needs_torch
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("batch_first", [False, True])
+@pytest.mark.parametrize("kind", ["bool", "float"])
+@pytest.mark.parametrize("with_mask", ["none", "bool", "float", "causal"])
+def test_mha_key_padding_mask_matches_torch(dtype, batch_first, kind, with_mask):
+    torch.set_num_threads(1)
+    fn.seed(13)
+    E, H, L, B = 8, 2, 6, 3
+    m = MultiheadAttention(E, H, batch_first=batch_first, dtype=dtype)
+    tm = torch.nn.MultiheadAttention(E, H, batch_first=batch_first, dtype=getattr(torch, dtype))
+    tm.load_state_dict({k: torch.tensor(v) for k, v in m.state_dict().items()})
+    rng = np.random.default_rng(14)
+    x = rng.standard_normal((B, L, E) if batch_first else (L, B, E)).astype(dtype)
+    pad = np.zeros((B, L), bool)
+    pad[0, -2:] = pad[2, 3:] = True  # padded tails; key 0 stays visible to every query
+    kpm = pad if kind == "bool" else np.where(pad, -1e4, rng.standard_normal((B, L))).astype(dtype)
+    mask = {"bool": rng.random((L, L)) < 0.3, "float": rng.standard_normal((L, L)).astype(dtype),
+            "causal": causal_bool(L)}.get(with_mask)
+    if with_mask == "bool":
+        mask[:, 0] = False
+    if mask is not None and mask.dtype != kpm.dtype:  # torch wants the two of one type
+        mask = np.where(mask, -np.inf, 0).astype(dtype) if mask.dtype == bool else mask
+        kpm = np.where(kpm, -np.inf, 0).astype(dtype) if kpm.dtype == bool else kpm
+    causal = with_mask == "causal"
+    y, w = m(x, key_padding_mask=kpm, attn_mask=mask, is_causal=causal, need_weights=True)
+    R = rng.standard_normal(y.shape).astype(dtype)
+    gx = m.backward(R)
+    xt = torch.tensor(x, requires_grad=True)
+    yt, wt = tm(xt, xt, xt, key_padding_mask=torch.tensor(kpm),
+                attn_mask=None if mask is None else torch.tensor(mask), is_causal=causal,
+                need_weights=True)
+    yt.backward(torch.tensor(R))
+    tparams = dict(tm.named_parameters())
+    _compare(dtype, [("output", y, yt), ("weights", w, wt), ("input grad", gx, xt.grad)]
+             + [(k, p.grad, tparams[k].grad) for k, p in m.named_parameters()])
+
+
+def test_mha_key_padding_mask_gradcheck_and_ignored_keys():
+    fn.seed(15)
+    m = MultiheadAttention(4, 2, batch_first=True, dtype="float64")
+    rng = np.random.default_rng(16)
+    x = rng.standard_normal((2, 5, 4))
+    pad = np.zeros((2, 5), bool)
+    pad[1, 3:] = True
+    check_grads(m, lambda x: m(x, key_padding_mask=pad, is_causal=True)[0], x)
+    _, w = m(x, key_padding_mask=pad, need_weights=True, average_attn_weights=False)
+    assert np.all(w[1][:, :, 3:] == 0) and np.all(w[0] > 0)
+    y = m(x, key_padding_mask=pad)[0]  # changing an ignored key changes nothing
+    x2 = x.copy()
+    x2[1, 4] += 1.0
+    np.testing.assert_array_equal(m(x2, key_padding_mask=pad)[0][:, :4], y[:, :4])
+
+
+@needs_torch
 def test_mha_init_like_torch():
     """torch's init: xavier-uniform in_proj_weight, zero biases, out_proj.weight U(+-1/sqrt(E))."""
     fn.seed(0)
@@ -507,8 +563,12 @@ def test_forward_errors_name_the_argument():
         m(np.full((4, 2, 8), np.nan))
     with pytest.raises(ValueError, match="key must be the query"):
         m(x, np.ones_like(x), x)
-    with pytest.raises(ValueError, match="key_padding_mask"):
-        m(x, key_padding_mask=np.zeros((2, 4), bool))
+    with pytest.raises(ValueError, match=r"key_padding_mask must have shape \(batch, source_len\)"):
+        m(x, key_padding_mask=np.zeros((4, 2), bool))
+    with pytest.raises(TypeError, match="key_padding_mask must be a bool or float"):
+        m(x, key_padding_mask=np.zeros((2, 4), np.int64))
+    with pytest.raises(ValueError, match="key_padding_mask contains NaN"):
+        m(x, key_padding_mask=np.full((2, 4), np.nan))
     with pytest.raises(TypeError, match="is_causal"):
         m(x, is_causal="yes")
     with pytest.raises(RuntimeError, match="before forward"):

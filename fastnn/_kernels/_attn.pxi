@@ -12,8 +12,8 @@ def mha_forward(floating[:, :, ::1] x, floating[:, ::1] w_in, floating[::1] b_in
 
     x, ctx, y: (B, L, E) when batch_first else (L, B, E); qkv: x's layout with 3E;
     w_in (3E, E), b_in (3E) or None, w_out (E, E), b_out (E) or None; mask (L, L)
-    additive (-inf: not allowed) or None; attn (B, H, L, L) receives the attention
-    probabilities (kept for mha_backward); ctx the heads' outputs before out_proj."""
+    additive (-inf: not allowed), or (B*L, L) one per sequence, or None; attn (B, H, L, L)
+    receives the attention probabilities (kept for mha_backward); ctx the heads' outputs before out_proj."""
     cdef Py_ssize_t d0 = x.shape[0], d1 = x.shape[1], E = x.shape[2]
     cdef int B = d0 if batch_first else d1, L = d1 if batch_first else d0, H = num_heads
     _need(H > 0 and E % H == 0, "mha_forward: num_heads must divide the embedding width")
@@ -21,7 +21,8 @@ def mha_forward(floating[:, :, ::1] x, floating[:, ::1] w_in, floating[::1] b_in
           and w_out.shape[1] == E, "mha_forward: weight shapes do not match")
     _need(b_in is None or b_in.shape[0] == 3 * E, "mha_forward: b_in shape")
     _need(b_out is None or b_out.shape[0] == E, "mha_forward: b_out shape")
-    _need(mask is None or (mask.shape[0] == L and mask.shape[1] == L), "mha_forward: mask shape")
+    _need(mask is None or ((mask.shape[0] == L or mask.shape[0] == B * L) and mask.shape[1] == L),
+          "mha_forward: mask shape")
     _need(_same3(qkv, d0, d1, 3 * E) and _same3(ctx, d0, d1, E) and _same3(y, d0, d1, E),
           "mha_forward: output shapes do not match")
     _need(attn.shape[0] == B and attn.shape[1] == H and attn.shape[2] == L and attn.shape[3] == L,
@@ -31,14 +32,17 @@ def mha_forward(floating[:, :, ::1] x, floating[:, ::1] w_in, floating[::1] b_in
     cdef floating *pbi = &b_in[0] if b_in is not None else NULL
     cdef floating *pbo = &b_out[0] if b_out is not None else NULL
     cdef floating *pm = &mask[0, 0] if mask is not None else NULL
+    cdef int64_t mstride = <int64_t>L * L if mask is not None and mask.shape[0] != L else 0
     with nogil:
         if floating is float:
             fnn_mha_forward_f32(B, L, E, H, batch_first, &x[0, 0, 0], &w_in[0, 0], pbi,
-                                &w_out[0, 0], pbo, pm, causal, &qkv[0, 0, 0], &attn[0, 0, 0, 0],
+                                &w_out[0, 0], pbo, pm, mstride, causal, &qkv[0, 0, 0],
+                                &attn[0, 0, 0, 0],
                                 &ctx[0, 0, 0], &y[0, 0, 0])
         else:
             fnn_mha_forward_f64(B, L, E, H, batch_first, &x[0, 0, 0], &w_in[0, 0], pbi,
-                                &w_out[0, 0], pbo, pm, causal, &qkv[0, 0, 0], &attn[0, 0, 0, 0],
+                                &w_out[0, 0], pbo, pm, mstride, causal, &qkv[0, 0, 0],
+                                &attn[0, 0, 0, 0],
                                 &ctx[0, 0, 0], &y[0, 0, 0])
 
 

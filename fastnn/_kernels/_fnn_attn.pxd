@@ -4,11 +4,11 @@ from libc.stdint cimport int64_t, uint64_t
 cdef extern from "fnn.h" nogil:
     void fnn_mha_forward_f32(int B, int L, int E, int H, int batch_first, const float *X,
                              const float *Win, const float *bin, const float *Wout,
-                             const float *bout, const float *mask, int causal, float *QKV,
+                             const float *bout, const float *mask, int64_t mask_stride, int causal, float *QKV,
                              float *P, float *C, float *Y)
     void fnn_mha_forward_f64(int B, int L, int E, int H, int batch_first, const double *X,
                              const double *Win, const double *bin, const double *Wout,
-                             const double *bout, const double *mask, int causal, double *QKV,
+                             const double *bout, const double *mask, int64_t mask_stride, int causal, double *QKV,
                              double *P, double *C, double *Y)
     void fnn_mha_backward_f32(int B, int L, int E, int H, int batch_first, const float *X,
                               const float *Win, const float *Wout, const float *QKV,

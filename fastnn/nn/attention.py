@@ -47,8 +47,11 @@ class MultiheadAttention(Module):
     attn_mask=None, average_attn_weights=True, is_causal=False)`` returns
     ``(attn_output, attn_weights or None)``. Self-attention only: key and value
     must be the query (or omitted). ``attn_mask`` is torch's (L, L) float mask
-    (added to the scaled scores) or bool mask (True = not allowed); ``is_causal``
-    masks the future (it needs no attn_mask here; with one, both apply).
+    (added to the scaled scores) or bool mask (True = not allowed);
+    ``key_padding_mask`` (batch, L), bool (True = ignore that key) or float (added),
+    combines with it as in torch; ``is_causal`` masks the future (it needs no
+    attn_mask here; with one, both apply). A query that may see no key gets NaN,
+    as in torch.
     Dropout on the attention weights is not implemented (dropout must be 0)."""
 
     _transient = Module._transient + ("_qkv", "_attn", "_ctx")
@@ -99,25 +102,37 @@ class MultiheadAttention(Module):
             raise ValueError(f"{name} is empty (shape {x.shape})")
         return x
 
-    def _check_mask(self, attn_mask, L):
-        if attn_mask is None:
-            return None
-        if hasattr(attn_mask, "detach"):  # a torch tensor
-            attn_mask = attn_mask.detach().cpu().numpy()
-        m = np.asarray(attn_mask)
+    def _additive(self, mask, name, shape, expected):
+        """A bool (True = not allowed) or float mask as an additive float array."""
+        if hasattr(mask, "detach"):  # a torch tensor
+            mask = mask.detach().cpu().numpy()
+        m = np.asarray(mask)
         if m.dtype == np.bool_:
             out = np.zeros(m.shape, self._dtype)
             out[m] = -np.inf
         elif m.dtype.kind == "f":
             if np.isnan(m).any():
-                raise ValueError("attn_mask contains NaN")
+                raise ValueError(f"{name} contains NaN")
             out = np.require(m, self._dtype, "C")
         else:
-            raise TypeError(f"attn_mask must be a bool or float array, got dtype {m.dtype}")
-        if out.shape != (L, L):
-            raise ValueError(f"attn_mask must have shape (L, L) = ({L}, {L}) for a sequence of "
-                             f"length {L}, got {out.shape}")
+            raise TypeError(f"{name} must be a bool or float array, got dtype {m.dtype}")
+        if out.shape != shape:
+            raise ValueError(f"{name} must have shape {expected} = {shape}, got {out.shape}")
         return out
+
+    def _check_mask(self, attn_mask, L, B=None, key_padding_mask=None):
+        """The (L, L) mask, or with a key padding mask (B, L) the (B*L, L) masks of
+        every sequence: torch adds the two (a bool one counting as -inf)."""
+        m = None if attn_mask is None else self._additive(attn_mask, "attn_mask", (L, L),
+                                                          "(L, L)")
+        if key_padding_mask is None:
+            return m
+        kp = self._additive(key_padding_mask, "key_padding_mask", (B, L), "(batch, source_len)")
+        out = self._buffer("mask", (B, L, L))
+        out[...] = kp[:, None, :]
+        if m is not None:
+            out += m
+        return out.reshape(B * L, L)
 
     # --- computation ---------------------------------------------------------
     def __call__(self, *args, **kwargs):
@@ -131,13 +146,10 @@ class MultiheadAttention(Module):
                     np.shape(other) == np.shape(query) and np.array_equal(other, query)):
                 raise ValueError(f"MultiheadAttention: {name} must be the query (self-attention); "
                                  "cross-attention is not implemented")
-        if key_padding_mask is not None:
-            raise ValueError("MultiheadAttention: key_padding_mask is not implemented; "
-                             "pass an (L, L) attn_mask instead")
         if not isinstance(is_causal, (bool, np.bool_)):
             raise TypeError(f"is_causal must be a bool, got {is_causal!r}")
-        L = x.shape[1] if self.batch_first else x.shape[0]
-        mask = self._check_mask(attn_mask, L)
+        B, L = x.shape[:2] if self.batch_first else x.shape[1::-1]
+        mask = self._check_mask(attn_mask, L, B, key_padding_mask)
         y = self._attend(x, mask, bool(is_causal)).copy()
         if not need_weights:
             return y, None
