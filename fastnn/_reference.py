@@ -517,7 +517,7 @@ def _merge_heads(a, batch_first):
 
 
 def mha_forward(x, w_in, b_in, w_out, b_out, mask, num_heads, causal, batch_first, qkv, attn,
-                ctx, y):
+                ctx, y, drop=None, dattn=None):
     E = x.shape[2]
     qkv[...] = x @ w_in.T + (0 if b_in is None else b_in)
     q, k, v = (_heads(qkv[..., i * E:(i + 1) * E], batch_first, num_heads) for i in range(3))
@@ -530,12 +530,14 @@ def mha_forward(x, w_in, b_in, w_out, b_out, mask, num_heads, causal, batch_firs
     with np.errstate(invalid="ignore"):
         e = np.exp(s - s.max(axis=-1, keepdims=True))
         attn[...] = e / e.sum(axis=-1, keepdims=True)
-    ctx[...] = _merge_heads(attn @ v, batch_first)
+    if drop is not None:
+        np.multiply(attn, drop, out=dattn)
+    ctx[...] = _merge_heads((attn if drop is None else dattn) @ v, batch_first)
     y[...] = ctx @ w_out.T + (0 if b_out is None else b_out)
 
 
 def mha_backward(x, w_in, w_out, qkv, attn, ctx, gy, num_heads, causal, batch_first, gctx, gs,
-                 gqkv, gx, gw_in, gb_in, gw_out, gb_out, accumulate=False):
+                 gqkv, gx, gw_in, gb_in, gw_out, gb_out, accumulate=False, drop=None, dattn=None):
     E = x.shape[2]
 
     def put(out, value):  # written, or added with accumulate (out may hold garbage)
@@ -550,8 +552,10 @@ def mha_backward(x, w_in, w_out, qkv, attn, ctx, gy, num_heads, causal, batch_fi
     gctx[...] = gy @ w_out
     q, k, v = (_heads(qkv[..., i * E:(i + 1) * E], batch_first, num_heads) for i in range(3))
     go = _heads(gctx, batch_first, num_heads)
-    gv = attn.swapaxes(-1, -2) @ go
+    gv = (attn if drop is None else dattn).swapaxes(-1, -2) @ go
     gp = go @ v.swapaxes(-1, -2)
+    if drop is not None:
+        gp = gp * drop
     gs[...] = attn * (gp - (gp * attn).sum(axis=-1, keepdims=True))
     gs *= x.dtype.type(1.0 / math.sqrt(E // num_heads))
     gq, gk = gs @ k, gs.swapaxes(-1, -2) @ q

@@ -100,6 +100,29 @@ def test_attn_last_kernels_match_reference(dtype, B, L, H, d, seed):
         np.testing.assert_allclose(a, b, rtol=tol(dtype), atol=tol(dtype))
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("causal", [False, True])
+def test_mha_dropout_kernels_match_reference(dtype, causal):
+    rng = np.random.default_rng(22)
+    B, L, H, d = 2, 7, 2, 3
+    E = H * d
+    x, gy = (rng.standard_normal((B, L, E)).astype(dtype) for _ in range(2))
+    wi, wo = (rng.standard_normal(s).astype(dtype) * 0.5 for s in ((3 * E, E), (E, E)))
+    bi, bo = rng.standard_normal(3 * E).astype(dtype), rng.standard_normal(E).astype(dtype)
+    drop = np.where(rng.random((B, H, L, L)) < 0.3, 0, 1 / 0.7).astype(dtype)
+    outs = []
+    for mod in (_ops, ref):
+        qkv, attn, dattn = (np.empty(s, dtype) for s in ((B, L, 3 * E), drop.shape, drop.shape))
+        ctx, y = np.empty(x.shape, dtype), np.empty(x.shape, dtype)
+        mod.mha_forward(x, wi, bi, wo, bo, None, H, causal, True, qkv, attn, ctx, y, drop, dattn)
+        grads = [np.empty(a.shape, dtype) for a in (x, wi, bi, wo, bo)]
+        mod.mha_backward(x, wi, wo, qkv, attn, ctx, gy, H, causal, True, np.empty_like(ctx),
+                         np.empty_like(attn), np.empty_like(qkv), *grads, False, drop, dattn)
+        outs.append([y, attn, dattn] + grads)
+    for g, w in zip(*outs):
+        np.testing.assert_allclose(g, w, rtol=tol(dtype), atol=tol(dtype) * max(1, np.abs(w).max()))
+
+
 def test_mha_kernel_masked_probabilities_are_exact_zeros():
     """Causal and -inf entries are exactly 0 (never exp's smallest value), rows sum to 1."""
     rng = np.random.default_rng(0)
@@ -165,6 +188,32 @@ def test_mha_gradcheck(batch_first, masking, bias):
             "causal+float": rng.standard_normal((L, L))}.get(masking)
     causal = masking.startswith("causal")
     check_grads(m, lambda x: m(x, x, x, attn_mask=mask, is_causal=causal)[0], x)
+
+
+def test_mha_dropout_semantics_and_gradcheck():
+    """Training drops attention weights (kept ones scaled by 1/(1-p), the returned
+    weights are the dropped ones, as torch); eval is dropout-free; gradients match
+    central differences under a fixed mask."""
+    p = 0.4
+    fn.seed(23)
+    m = MultiheadAttention(4, 2, dropout=p, batch_first=True, dtype="float64")
+    x = np.random.default_rng(24).standard_normal((2, 5, 4))
+    m.eval()
+    y_eval, w_eval = m(x, is_causal=True, need_weights=True, average_attn_weights=False)
+    m.train()
+    y, w = m(x, is_causal=True, need_weights=True, average_attn_weights=False)
+    kept = w != 0
+    np.testing.assert_allclose(w, np.where(kept, w_eval / (1 - p), 0), rtol=1e-14)
+    assert kept[w_eval > 0].any() and not kept[w_eval > 0].all()
+    assert not np.allclose(y, y_eval)
+
+    def run(x):
+        fn.seed(25)  # the same mask for every evaluation
+        return m(x, is_causal=True)[0]
+    check_grads(m, run, x)
+    m0 = MultiheadAttention(4, 2, batch_first=True, dtype="float64")
+    m0.load_state_dict(m.state_dict())
+    np.testing.assert_array_equal(m0(x, is_causal=True)[0], y_eval)
 
 
 def test_mha_backward_accumulates():
@@ -532,10 +581,10 @@ def test_constructor_errors():
         MultiheadAttention(0, 1)
     with pytest.raises(ValueError, match="num_heads"):
         MultiheadAttention(8, 0)
-    with pytest.raises(ValueError, match="dropout"):
-        MultiheadAttention(8, 2, dropout=0.1)
-    with pytest.raises(ValueError, match="dropout"):
+    with pytest.raises(ValueError, match="dropout must be a probability"):
         MultiheadAttention(8, 2, dropout=1.5)
+    with pytest.raises(ValueError, match="dropout must be a probability"):
+        MultiheadAttention(8, 2, dropout=True)
     with pytest.raises(ValueError, match="dropout"):
         TransformerBlock(8, 2, dropout=0.1)
     with pytest.raises(ValueError, match="nhead"):

@@ -27,11 +27,15 @@ from .parameter import Parameter
 __all__ = ["MultiheadAttention", "TransformerBlock", "PositionalEmbedding", "Residual"]
 
 
-def _no_dropout(dropout, who, where):
+def _probability(dropout, who):
     if isinstance(dropout, bool) or not isinstance(dropout, numbers.Real) \
             or not 0.0 <= dropout <= 1.0:
         raise ValueError(f"{who}: dropout must be a probability in [0, 1], got {dropout!r}")
-    if dropout != 0.0:
+    return float(dropout)
+
+
+def _no_dropout(dropout, who, where):
+    if _probability(dropout, who) != 0.0:
         raise ValueError(f"{who}: dropout={dropout!r} is not implemented ({where}); "
                          "use dropout=0.0")
     return 0.0
@@ -51,10 +55,10 @@ class MultiheadAttention(Module):
     ``key_padding_mask`` (batch, L), bool (True = ignore that key) or float (added),
     combines with it as in torch; ``is_causal`` masks the future (it needs no
     attn_mask here; with one, both apply). A query that may see no key gets NaN,
-    as in torch.
-    Dropout on the attention weights is not implemented (dropout must be 0)."""
+    as in torch. ``dropout`` zeroes attention weights while training (the kept ones
+    scaled by 1/(1-p)), as torch does; the returned weights are the dropped ones."""
 
-    _transient = Module._transient + ("_qkv", "_attn", "_ctx")
+    _transient = Module._transient + ("_qkv", "_attn", "_ctx", "_drop", "_dattn")
 
     def __init__(self, embed_dim, num_heads, dropout=0.0, bias=True, batch_first=False,
                  dtype="float32"):
@@ -65,7 +69,7 @@ class MultiheadAttention(Module):
             raise ValueError(f"embed_dim must be divisible by num_heads, got embed_dim="
                              f"{self.embed_dim} and num_heads={self.num_heads}")
         self.head_dim = self.embed_dim // self.num_heads
-        self.dropout = _no_dropout(dropout, "MultiheadAttention", "on the attention weights")
+        self.dropout = _probability(dropout, "MultiheadAttention")
         self.batch_first = bool(batch_first)
         self._dtype = V.as_dtype(dtype)
         E = self.embed_dim
@@ -153,7 +157,8 @@ class MultiheadAttention(Module):
         y = self._attend(x, mask, bool(is_causal)).copy()
         if not need_weights:
             return y, None
-        w = self._attn.mean(axis=1) if average_attn_weights else self._attn.copy()
+        a = self._attn if self._drop is None else self._dattn
+        w = a.mean(axis=1) if average_attn_weights else a.copy()
         return y, w
 
     def _forward(self, x):
@@ -169,11 +174,19 @@ class MultiheadAttention(Module):
         attn = self._buffer("attn", (B, H, L, L))
         ctx = self._buffer("ctx", (d0, d1, E))
         y = self._buffer("y", (d0, d1, E))
+        drop = dattn = None
+        if self.training and self.dropout > 0:
+            drop, dattn = self._buffer("drop", attn.shape), self._buffer("dattn", attn.shape)
+            ones = self._buffer("ones", attn.shape)
+            ones.fill(1)
+            _ops.dropout_forward(ones.reshape(-1), drop.reshape(-1), drop.reshape(-1),
+                                 self.dropout, _random.next_seed())
         bi, bo = self.in_proj_bias, self.out_proj.bias
         _ops.mha_forward(x, self.in_proj_weight.data, None if bi is None else bi.data,
                          self.out_proj.weight.data, None if bo is None else bo.data, mask, H,
-                         causal, self.batch_first, qkv, attn, ctx, y)
+                         causal, self.batch_first, qkv, attn, ctx, y, drop, dattn)
         self._x, self._qkv, self._attn, self._ctx, self._out = x, qkv, attn, ctx, y
+        self._drop, self._dattn = drop, dattn
         self._causal = causal
         return y
 
@@ -188,7 +201,7 @@ class MultiheadAttention(Module):
                           self._attn, self._ctx, grad, self.num_heads, self._causal,
                           self.batch_first, gctx, gs, gqkv, gx, self.in_proj_weight.grad,
                           None if bi is None else bi.grad, self.out_proj.weight.grad,
-                          None if bo is None else bo.grad, accumulate)
+                          None if bo is None else bo.grad, accumulate, self._drop, self._dattn)
         return gx
 
     def config(self):
