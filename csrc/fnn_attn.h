@@ -213,7 +213,8 @@ void S(fnn_attn_last_backward)(int B, int L, int E, int H, const T *q, const T *
     T scale = (T)(1.0 / sqrt((double)d));
     FNN_PAR_FOR(fnn_threads_for(8.0 * B * H * (double)L * d), pr, (int64_t)B * H, {
         int b = (int)(pr / H), h = (int)(pr % H);
-        int64_t off = (int64_t)b * E + (int64_t)h * d, koff = (int64_t)b * L * 2 * E + (int64_t)h * d;
+        int64_t off = (int64_t)b * E + (int64_t)h * d;
+        int64_t koff = (int64_t)b * L * 2 * E + (int64_t)h * d;
         const T *qh = q + off, *dc = dC + off, *p = P + pr * L;
         T *dqh = dq + off;
         double dot = 0;

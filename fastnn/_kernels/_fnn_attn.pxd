@@ -8,8 +8,9 @@ cdef extern from "fnn.h" nogil:
                              const float *M, float *QKV, float *P, float *D, float *C, float *Y)
     void fnn_mha_forward_f64(int B, int L, int E, int H, int batch_first, const double *X,
                              const double *Win, const double *bin, const double *Wout,
-                             const double *bout, const double *mask, int64_t mask_stride, int causal,
-                             const double *M, double *QKV, double *P, double *D, double *C, double *Y)
+                             const double *bout, const double *mask, int64_t mask_stride,
+                             int causal, const double *M, double *QKV, double *P, double *D,
+                             double *C, double *Y)
     void fnn_mha_backward_f32(int B, int L, int E, int H, int batch_first, const float *X,
                               const float *Win, const float *Wout, const float *QKV,
                               const float *P, const float *M, const float *D, const float *C,
