@@ -522,25 +522,27 @@ def _merge_heads(a, batch_first):
 
 
 def mha_forward(x, w_in, b_in, w_out, b_out, mask, num_heads, causal, batch_first, qkv, attn,
-                ctx, y):
+                ctx, y, drop=None, dattn=None):
     E = x.shape[2]
     qkv[...] = x @ w_in.T + (0 if b_in is None else b_in)
     q, k, v = (_heads(qkv[..., i * E:(i + 1) * E], batch_first, num_heads) for i in range(3))
     L = q.shape[2]
     s = (q @ k.swapaxes(-1, -2)) * x.dtype.type(1.0 / math.sqrt(E // num_heads))
-    if mask is not None:
-        s = s + mask
+    if mask is not None:  # (L, L) for every sequence or (B*L, L), one per sequence
+        s = s + mask.reshape(-1, L, L)[:, None]
     if causal:
         s = np.where(np.triu(np.ones((L, L), bool), 1), -np.inf, s)
     with np.errstate(invalid="ignore"):
         e = np.exp(s - s.max(axis=-1, keepdims=True))
         attn[...] = e / e.sum(axis=-1, keepdims=True)
-    ctx[...] = _merge_heads(attn @ v, batch_first)
+    if drop is not None:
+        np.multiply(attn, drop, out=dattn)
+    ctx[...] = _merge_heads((attn if drop is None else dattn) @ v, batch_first)
     y[...] = ctx @ w_out.T + (0 if b_out is None else b_out)
 
 
 def mha_backward(x, w_in, w_out, qkv, attn, ctx, gy, num_heads, causal, batch_first, gctx, gs,
-                 gqkv, gx, gw_in, gb_in, gw_out, gb_out, accumulate=False):
+                 gqkv, gx, gw_in, gb_in, gw_out, gb_out, accumulate=False, drop=None, dattn=None):
     E = x.shape[2]
 
     def put(out, value):  # written, or added with accumulate (out may hold garbage)
@@ -555,8 +557,10 @@ def mha_backward(x, w_in, w_out, qkv, attn, ctx, gy, num_heads, causal, batch_fi
     gctx[...] = gy @ w_out
     q, k, v = (_heads(qkv[..., i * E:(i + 1) * E], batch_first, num_heads) for i in range(3))
     go = _heads(gctx, batch_first, num_heads)
-    gv = attn.swapaxes(-1, -2) @ go
+    gv = (attn if drop is None else dattn).swapaxes(-1, -2) @ go
     gp = go @ v.swapaxes(-1, -2)
+    if drop is not None:
+        gp = gp * drop
     gs[...] = attn * (gp - (gp * attn).sum(axis=-1, keepdims=True))
     gs *= x.dtype.type(1.0 / math.sqrt(E // num_heads))
     gq, gk = gs @ k, gs.swapaxes(-1, -2) @ q
@@ -567,3 +571,25 @@ def mha_backward(x, w_in, w_out, qkv, attn, ctx, gy, num_heads, causal, batch_fi
         put(gb_in, g2.sum(axis=0))
     if gx is not None:
         gx[...] = gqkv @ w_in
+
+
+def attn_last_forward(q, kv, num_heads, attn, ctx):
+    E = q.shape[1]
+    qh = q.reshape(q.shape[0], num_heads, 1, E // num_heads)
+    k, v = (_heads(kv[..., i * E:(i + 1) * E], True, num_heads) for i in range(2))
+    s = (qh @ k.swapaxes(-1, -2))[:, :, 0] * q.dtype.type(1.0 / math.sqrt(E // num_heads))
+    e = np.exp(s - s.max(axis=-1, keepdims=True))
+    attn[...] = e / e.sum(axis=-1, keepdims=True)
+    ctx[...] = (attn[:, :, None] @ v).reshape(q.shape)
+
+
+def attn_last_backward(q, kv, attn, gctx, num_heads, gq, gkv):
+    B, E = q.shape
+    d = E // num_heads
+    qh, go = (a.reshape(B, num_heads, 1, d) for a in (q, gctx))
+    k, v = (_heads(kv[..., i * E:(i + 1) * E], True, num_heads) for i in range(2))
+    gp = (go @ v.swapaxes(-1, -2))[:, :, 0]
+    gs = attn * (gp - (gp * attn).sum(axis=-1, keepdims=True)) * q.dtype.type(1.0 / math.sqrt(d))
+    gq[...] = (gs[:, :, None] @ k).reshape(B, E)
+    gk, gv = gs[..., None] * qh, attn[..., None] * go
+    gkv[...] = np.concatenate([_merge_heads(g, True) for g in (gk, gv)], axis=-1)

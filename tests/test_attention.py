@@ -53,7 +53,7 @@ def _kernel_run(mod, x, wi, bi, wo, bo, mask, H, causal, bf, gy, accumulate):
 @given(dtype=st.sampled_from([np.float32, np.float64]), B=st.integers(1, 3),
        L=st.one_of(st.integers(1, 9), st.sampled_from([63, 64, 65, 130])), H=st.sampled_from([1, 2, 3]),
        d=st.integers(1, 6), causal=st.booleans(), bf=st.booleans(),
-       mask=st.sampled_from(["none", "float", "bool"]), bias=st.booleans(),
+       mask=st.sampled_from(["none", "float", "bool", "per-sequence"]), bias=st.booleans(),
        accumulate=st.booleans(), seed=st.integers(0, 2**32 - 1))
 def test_mha_kernels_match_reference(dtype, B, L, H, d, causal, bf, mask, bias, accumulate, seed):
     rng = np.random.default_rng(seed)
@@ -71,12 +71,56 @@ def test_mha_kernels_match_reference(dtype, B, L, H, d, causal, bf, mask, bias, 
         bad = rng.random((L, L)) < 0.3
         bad[np.arange(L), np.arange(L)] = False
         m = np.where(bad, -np.inf, 0).astype(dtype)
+    elif mask == "per-sequence":  # (B*L, L): one mask per sequence (key padding)
+        m = rng.standard_normal((B * L, L)).astype(dtype)
     gy = rng.standard_normal(shape).astype(dtype)
     got = _kernel_run(_ops, x, wi, bi, wo, bo, m, H, causal, bf, gy, accumulate)
     want = _kernel_run(ref, x, wi, bi, wo, bo, m, H, causal, bf, gy, accumulate)
     for g, w in zip(got, want):
         scale = max(1.0, float(np.abs(w).max()))
         np.testing.assert_allclose(g, w, rtol=tol(dtype), atol=tol(dtype) * scale)
+
+
+@SETTINGS
+@given(dtype=st.sampled_from([np.float32, np.float64]), B=st.integers(1, 3),
+       L=st.integers(1, 9), H=st.sampled_from([1, 2, 3]), d=st.integers(1, 6),
+       seed=st.integers(0, 2**32 - 1))
+def test_attn_last_kernels_match_reference(dtype, B, L, H, d, seed):
+    rng = np.random.default_rng(seed)
+    E = H * d
+    q, kv, gc = (rng.standard_normal(s).astype(dtype) for s in ((B, E), (B, L, 2 * E), (B, E)))
+    outs = []
+    for mod in (_ops, ref):
+        p, c = np.full((B, H, L), np.nan, dtype), np.full((B, E), np.nan, dtype)
+        gq, gkv = np.full((B, E), np.nan, dtype), np.full((B, L, 2 * E), np.nan, dtype)
+        mod.attn_last_forward(q, kv, H, p, c)
+        mod.attn_last_backward(q, kv, p, gc, H, gq, gkv)
+        outs.append((p, c, gq, gkv))
+    for a, b in zip(*outs):
+        np.testing.assert_allclose(a, b, rtol=tol(dtype), atol=tol(dtype))
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("causal", [False, True])
+def test_mha_dropout_kernels_match_reference(dtype, causal):
+    rng = np.random.default_rng(22)
+    B, L, H, d = 2, 7, 2, 3
+    E = H * d
+    x, gy = (rng.standard_normal((B, L, E)).astype(dtype) for _ in range(2))
+    wi, wo = (rng.standard_normal(s).astype(dtype) * 0.5 for s in ((3 * E, E), (E, E)))
+    bi, bo = rng.standard_normal(3 * E).astype(dtype), rng.standard_normal(E).astype(dtype)
+    drop = np.where(rng.random((B, H, L, L)) < 0.3, 0, 1 / 0.7).astype(dtype)
+    outs = []
+    for mod in (_ops, ref):
+        qkv, attn, dattn = (np.empty(s, dtype) for s in ((B, L, 3 * E), drop.shape, drop.shape))
+        ctx, y = np.empty(x.shape, dtype), np.empty(x.shape, dtype)
+        mod.mha_forward(x, wi, bi, wo, bo, None, H, causal, True, qkv, attn, ctx, y, drop, dattn)
+        grads = [np.empty(a.shape, dtype) for a in (x, wi, bi, wo, bo)]
+        mod.mha_backward(x, wi, wo, qkv, attn, ctx, gy, H, causal, True, np.empty_like(ctx),
+                         np.empty_like(attn), np.empty_like(qkv), *grads, False, drop, dattn)
+        outs.append([y, attn, dattn] + grads)
+    for g, w in zip(*outs):
+        np.testing.assert_allclose(g, w, rtol=tol(dtype), atol=tol(dtype) * max(1, np.abs(w).max()))
 
 
 def test_mha_kernel_masked_probabilities_are_exact_zeros():
@@ -146,6 +190,32 @@ def test_mha_gradcheck(batch_first, masking, bias):
     check_grads(m, lambda x: m(x, x, x, attn_mask=mask, is_causal=causal)[0], x)
 
 
+def test_mha_dropout_semantics_and_gradcheck():
+    """Training drops attention weights (kept ones scaled by 1/(1-p), the returned
+    weights are the dropped ones, as torch); eval is dropout-free; gradients match
+    central differences under a fixed mask."""
+    p = 0.4
+    fn.seed(23)
+    m = MultiheadAttention(4, 2, dropout=p, batch_first=True, dtype="float64")
+    x = np.random.default_rng(24).standard_normal((2, 5, 4))
+    m.eval()
+    y_eval, w_eval = m(x, is_causal=True, need_weights=True, average_attn_weights=False)
+    m.train()
+    y, w = m(x, is_causal=True, need_weights=True, average_attn_weights=False)
+    kept = w != 0
+    np.testing.assert_allclose(w, np.where(kept, w_eval / (1 - p), 0), rtol=1e-14)
+    assert kept[w_eval > 0].any() and not kept[w_eval > 0].all()
+    assert not np.allclose(y, y_eval)
+
+    def run(x):
+        fn.seed(25)  # the same mask for every evaluation
+        return m(x, is_causal=True)[0]
+    check_grads(m, run, x)
+    m0 = MultiheadAttention(4, 2, batch_first=True, dtype="float64")
+    m0.load_state_dict(m.state_dict())
+    np.testing.assert_array_equal(m0(x, is_causal=True)[0], y_eval)
+
+
 def test_mha_backward_accumulates():
     fn.seed(0)
     m = MultiheadAttention(4, 2, dtype="float64")
@@ -179,6 +249,28 @@ def test_transformer_block_gradcheck(causal):
         p.data[...] += rng.standard_normal(p.shape) * 0.3
     x = rng.standard_normal((2, 3, 4))
     check_grads(blk, blk, x)
+
+
+@pytest.mark.parametrize("causal", [True, False])
+def test_transformer_block_last_position_equals_the_full_block(causal):
+    """The LM's last block computes its last position alone: the same output there
+    and the same gradients as the whole block with a gradient at that position only."""
+    fn.seed(11)
+    blk = TransformerBlock(6, 2, dim_feedforward=5, causal=causal, dtype="float64")
+    rng = np.random.default_rng(12)
+    for p in blk.parameters():
+        p.data[...] += rng.standard_normal(p.shape) * 0.3
+    x = rng.standard_normal((3, 4, 6))
+    g = rng.standard_normal((3, 6))
+    y = blk(x)
+    gfull = np.zeros_like(y)
+    gfull[:, -1] = g
+    gx = blk.backward(gfull)
+    grads = [p.grad.copy() for p in blk.parameters()]
+    np.testing.assert_allclose(blk._forward_last(x), y[:, -1], rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(blk._backward_last(g, False), gx, rtol=1e-11, atol=1e-12)
+    for (name, p), want in zip(blk.named_parameters(), grads):
+        np.testing.assert_allclose(p.grad, want, rtol=1e-11, atol=1e-12, err_msg=name)
 
 
 def test_transformer_lm_gradcheck():
@@ -256,6 +348,60 @@ def test_mha_matches_torch(dtype, batch_first, masking, bias):
     _, wt_heads = tm(xt, xt, xt, attn_mask=None if mask is None else torch.tensor(mask),
                      need_weights=True, average_attn_weights=False)
     _compare(dtype, [("per-head weights", w_heads, wt_heads)])
+
+
+@needs_torch
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("batch_first", [False, True])
+@pytest.mark.parametrize("kind", ["bool", "float"])
+@pytest.mark.parametrize("with_mask", ["none", "bool", "float", "causal"])
+def test_mha_key_padding_mask_matches_torch(dtype, batch_first, kind, with_mask):
+    torch.set_num_threads(1)
+    fn.seed(13)
+    E, H, L, B = 8, 2, 6, 3
+    m = MultiheadAttention(E, H, batch_first=batch_first, dtype=dtype)
+    tm = torch.nn.MultiheadAttention(E, H, batch_first=batch_first, dtype=getattr(torch, dtype))
+    tm.load_state_dict({k: torch.tensor(v) for k, v in m.state_dict().items()})
+    rng = np.random.default_rng(14)
+    x = rng.standard_normal((B, L, E) if batch_first else (L, B, E)).astype(dtype)
+    pad = np.zeros((B, L), bool)
+    pad[0, -2:] = pad[2, 3:] = True  # padded tails; key 0 stays visible to every query
+    kpm = pad if kind == "bool" else np.where(pad, -1e4, rng.standard_normal((B, L))).astype(dtype)
+    mask = {"bool": rng.random((L, L)) < 0.3, "float": rng.standard_normal((L, L)).astype(dtype),
+            "causal": causal_bool(L)}.get(with_mask)
+    if with_mask == "bool":
+        mask[:, 0] = False
+    if mask is not None and mask.dtype != kpm.dtype:  # torch wants the two of one type
+        mask = np.where(mask, -np.inf, 0).astype(dtype) if mask.dtype == bool else mask
+        kpm = np.where(kpm, -np.inf, 0).astype(dtype) if kpm.dtype == bool else kpm
+    causal = with_mask == "causal"
+    y, w = m(x, key_padding_mask=kpm, attn_mask=mask, is_causal=causal, need_weights=True)
+    R = rng.standard_normal(y.shape).astype(dtype)
+    gx = m.backward(R)
+    xt = torch.tensor(x, requires_grad=True)
+    yt, wt = tm(xt, xt, xt, key_padding_mask=torch.tensor(kpm),
+                attn_mask=None if mask is None else torch.tensor(mask), is_causal=causal,
+                need_weights=True)
+    yt.backward(torch.tensor(R))
+    tparams = dict(tm.named_parameters())
+    _compare(dtype, [("output", y, yt), ("weights", w, wt), ("input grad", gx, xt.grad)]
+             + [(k, p.grad, tparams[k].grad) for k, p in m.named_parameters()])
+
+
+def test_mha_key_padding_mask_gradcheck_and_ignored_keys():
+    fn.seed(15)
+    m = MultiheadAttention(4, 2, batch_first=True, dtype="float64")
+    rng = np.random.default_rng(16)
+    x = rng.standard_normal((2, 5, 4))
+    pad = np.zeros((2, 5), bool)
+    pad[1, 3:] = True
+    check_grads(m, lambda x: m(x, key_padding_mask=pad, is_causal=True)[0], x)
+    _, w = m(x, key_padding_mask=pad, need_weights=True, average_attn_weights=False)
+    assert np.all(w[1][:, :, 3:] == 0) and np.all(w[0] > 0)
+    y = m(x, key_padding_mask=pad)[0]  # changing an ignored key changes nothing
+    x2 = x.copy()
+    x2[1, 4] += 1.0
+    np.testing.assert_array_equal(m(x2, key_padding_mask=pad)[0][:, :4], y[:, :4])
 
 
 @needs_torch
@@ -376,6 +522,25 @@ def test_transformer_block_bitwise_independent_of_thread_count():
         np.testing.assert_array_equal(a, b)
 
 
+def test_transformer_lm_step_bitwise_independent_of_thread_count():
+    x = np.random.default_rng(19).integers(0, 20, (8, 64))
+    y = np.random.default_rng(20).integers(0, 20, 8)
+    saved = fn.get_num_threads()
+    results = []
+    try:
+        for threads in (1, 2):
+            fn.set_num_threads(threads)
+            fn.seed(21)
+            lm = TransformerLM(20, 32, 4, 2, 64, dim_feedforward=48)
+            tr = fn.Trainer(lm, fn.CrossEntropyLoss(), fn.Adam(lm.parameters(), lr=1e-3))
+            losses = [tr.step(x, y) for _ in range(2)]
+            results.append([np.array(losses)] + [p.data.copy() for p in lm.parameters()])
+    finally:
+        fn.set_num_threads(saved)
+    for a, b in zip(*results):
+        np.testing.assert_array_equal(a, b)
+
+
 # ================================================================ semantics
 def test_is_causal_alone_equals_the_causal_mask_and_combines_with_a_mask():
     fn.seed(19)
@@ -416,10 +581,10 @@ def test_constructor_errors():
         MultiheadAttention(0, 1)
     with pytest.raises(ValueError, match="num_heads"):
         MultiheadAttention(8, 0)
-    with pytest.raises(ValueError, match="dropout"):
-        MultiheadAttention(8, 2, dropout=0.1)
-    with pytest.raises(ValueError, match="dropout"):
+    with pytest.raises(ValueError, match="dropout must be a probability"):
         MultiheadAttention(8, 2, dropout=1.5)
+    with pytest.raises(ValueError, match="dropout must be a probability"):
+        MultiheadAttention(8, 2, dropout=True)
     with pytest.raises(ValueError, match="dropout"):
         TransformerBlock(8, 2, dropout=0.1)
     with pytest.raises(ValueError, match="nhead"):
@@ -447,8 +612,12 @@ def test_forward_errors_name_the_argument():
         m(np.full((4, 2, 8), np.nan))
     with pytest.raises(ValueError, match="key must be the query"):
         m(x, np.ones_like(x), x)
-    with pytest.raises(ValueError, match="key_padding_mask"):
-        m(x, key_padding_mask=np.zeros((2, 4), bool))
+    with pytest.raises(ValueError, match=r"key_padding_mask must have shape \(batch, source_len\)"):
+        m(x, key_padding_mask=np.zeros((4, 2), bool))
+    with pytest.raises(TypeError, match="key_padding_mask must be a bool or float"):
+        m(x, key_padding_mask=np.zeros((2, 4), np.int64))
+    with pytest.raises(ValueError, match="key_padding_mask contains NaN"):
+        m(x, key_padding_mask=np.full((2, 4), np.nan))
     with pytest.raises(TypeError, match="is_causal"):
         m(x, is_causal="yes")
     with pytest.raises(RuntimeError, match="before forward"):

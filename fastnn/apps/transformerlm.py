@@ -17,7 +17,8 @@ __all__ = ["TransformerLM"]
 
 
 class _Blocks(Module):
-    """The blocks in order, named "0", "1", ... (torch's ModuleList keys)."""
+    """The blocks in order, named "0", "1", ... (torch's ModuleList keys). Only the
+    last position of the last block is read, so that block computes it alone."""
 
     def __init__(self, blocks):
         super().__init__()
@@ -25,13 +26,16 @@ class _Blocks(Module):
             self.add_module(str(i), b)
 
     def _forward(self, x):
-        for b in self._modules.values():
+        *first, last = self._modules.values()
+        for b in first:
             x = b._forward(x)
-        self._out = x
-        return x
+        self._out = last._forward_last(x)
+        return self._out
 
     def _backward(self, grad, accumulate, need_input_grad):
-        for b in reversed(list(self._modules.values())):
+        *first, last = self._modules.values()
+        grad = last._backward_last(grad, accumulate)
+        for b in reversed(first):
             grad = b._backward(grad, accumulate, True)
         return grad
 
@@ -42,7 +46,7 @@ class TransformerLM(Module):
     Parameters: ``embed.weight`` (vocab, d_model), ``pos.weight`` (context, d_model),
     ``blocks.{i}.*`` (TransformerBlock, causal), ``norm.*``, ``head.*`` (vocab, d_model)."""
 
-    _transient = Module._transient + ("_h", "_last")
+    _transient = Module._transient + ("_last",)
 
     def __init__(self, vocab, d_model, nhead, layers, context, dim_feedforward=None,
                  dtype="float32"):
@@ -77,14 +81,11 @@ class TransformerLM(Module):
         return x
 
     def _forward(self, x):
-        h = self.blocks._forward(self.pos._forward(self.embed._forward(x)))
-        last = self._buffer("last", (h.shape[0], self.d_model))
-        last[...] = h[:, -1]
-        z = self.norm._forward(last)
-        out = self._buffer("logits", (h.shape[0], self.vocab))
+        z = self.norm._forward(self.blocks._forward(self.pos._forward(self.embed._forward(x))))
+        out = self._buffer("logits", (x.shape[0], self.vocab))
         hb = self.head.bias
         _ops.linear_forward(z, self.head.weight.data, hb.data, _ops.ACT_NONE, 0.0, None, out)
-        self._h, self._last, self._out = h, z, out
+        self._last, self._out = z, out
         return out
 
     def _backward(self, grad, accumulate, need_input_grad):
@@ -93,10 +94,7 @@ class TransformerLM(Module):
         _ops.linear_backward(self._last, hw.data, _ops.ACT_NONE, 0.0, None, None, grad, grad,
                              glast, hw.grad, hb.grad, accumulate)
         gz = self.norm._backward(glast, accumulate, True)
-        gh = self._buffer("gh", self._h.shape)
-        gh[:, :-1] = 0
-        gh[:, -1] = gz
-        g = self.pos._backward(self.blocks._backward(gh, accumulate, True), accumulate, True)
+        g = self.pos._backward(self.blocks._backward(gz, accumulate, True), accumulate, True)
         self.embed._backward(g, accumulate, False)
         return None
 

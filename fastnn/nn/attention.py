@@ -27,11 +27,15 @@ from .parameter import Parameter
 __all__ = ["MultiheadAttention", "TransformerBlock", "PositionalEmbedding", "Residual"]
 
 
-def _no_dropout(dropout, who, where):
+def _probability(dropout, who):
     if isinstance(dropout, bool) or not isinstance(dropout, numbers.Real) \
             or not 0.0 <= dropout <= 1.0:
         raise ValueError(f"{who}: dropout must be a probability in [0, 1], got {dropout!r}")
-    if dropout != 0.0:
+    return float(dropout)
+
+
+def _no_dropout(dropout, who, where):
+    if _probability(dropout, who) != 0.0:
         raise ValueError(f"{who}: dropout={dropout!r} is not implemented ({where}); "
                          "use dropout=0.0")
     return 0.0
@@ -47,11 +51,14 @@ class MultiheadAttention(Module):
     attn_mask=None, average_attn_weights=True, is_causal=False)`` returns
     ``(attn_output, attn_weights or None)``. Self-attention only: key and value
     must be the query (or omitted). ``attn_mask`` is torch's (L, L) float mask
-    (added to the scaled scores) or bool mask (True = not allowed); ``is_causal``
-    masks the future (it needs no attn_mask here; with one, both apply).
-    Dropout on the attention weights is not implemented (dropout must be 0)."""
+    (added to the scaled scores) or bool mask (True = not allowed);
+    ``key_padding_mask`` (batch, L), bool (True = ignore that key) or float (added),
+    combines with it as in torch; ``is_causal`` masks the future (it needs no
+    attn_mask here; with one, both apply). A query that may see no key gets NaN,
+    as in torch. ``dropout`` zeroes attention weights while training (the kept ones
+    scaled by 1/(1-p)), as torch does; the returned weights are the dropped ones."""
 
-    _transient = Module._transient + ("_qkv", "_attn", "_ctx")
+    _transient = Module._transient + ("_qkv", "_attn", "_ctx", "_drop", "_dattn")
 
     def __init__(self, embed_dim, num_heads, dropout=0.0, bias=True, batch_first=False,
                  dtype="float32"):
@@ -62,7 +69,7 @@ class MultiheadAttention(Module):
             raise ValueError(f"embed_dim must be divisible by num_heads, got embed_dim="
                              f"{self.embed_dim} and num_heads={self.num_heads}")
         self.head_dim = self.embed_dim // self.num_heads
-        self.dropout = _no_dropout(dropout, "MultiheadAttention", "on the attention weights")
+        self.dropout = _probability(dropout, "MultiheadAttention")
         self.batch_first = bool(batch_first)
         self._dtype = V.as_dtype(dtype)
         E = self.embed_dim
@@ -99,25 +106,37 @@ class MultiheadAttention(Module):
             raise ValueError(f"{name} is empty (shape {x.shape})")
         return x
 
-    def _check_mask(self, attn_mask, L):
-        if attn_mask is None:
-            return None
-        if hasattr(attn_mask, "detach"):  # a torch tensor
-            attn_mask = attn_mask.detach().cpu().numpy()
-        m = np.asarray(attn_mask)
+    def _additive(self, mask, name, shape, expected):
+        """A bool (True = not allowed) or float mask as an additive float array."""
+        if hasattr(mask, "detach"):  # a torch tensor
+            mask = mask.detach().cpu().numpy()
+        m = np.asarray(mask)
         if m.dtype == np.bool_:
             out = np.zeros(m.shape, self._dtype)
             out[m] = -np.inf
         elif m.dtype.kind == "f":
             if np.isnan(m).any():
-                raise ValueError("attn_mask contains NaN")
+                raise ValueError(f"{name} contains NaN")
             out = np.require(m, self._dtype, "C")
         else:
-            raise TypeError(f"attn_mask must be a bool or float array, got dtype {m.dtype}")
-        if out.shape != (L, L):
-            raise ValueError(f"attn_mask must have shape (L, L) = ({L}, {L}) for a sequence of "
-                             f"length {L}, got {out.shape}")
+            raise TypeError(f"{name} must be a bool or float array, got dtype {m.dtype}")
+        if out.shape != shape:
+            raise ValueError(f"{name} must have shape {expected} = {shape}, got {out.shape}")
         return out
+
+    def _check_mask(self, attn_mask, L, B=None, key_padding_mask=None):
+        """The (L, L) mask, or with a key padding mask (B, L) the (B*L, L) masks of
+        every sequence: torch adds the two (a bool one counting as -inf)."""
+        m = None if attn_mask is None else self._additive(attn_mask, "attn_mask", (L, L),
+                                                          "(L, L)")
+        if key_padding_mask is None:
+            return m
+        kp = self._additive(key_padding_mask, "key_padding_mask", (B, L), "(batch, source_len)")
+        out = self._buffer("mask", (B, L, L))
+        out[...] = kp[:, None, :]
+        if m is not None:
+            out += m
+        return out.reshape(B * L, L)
 
     # --- computation ---------------------------------------------------------
     def __call__(self, *args, **kwargs):
@@ -131,17 +150,15 @@ class MultiheadAttention(Module):
                     np.shape(other) == np.shape(query) and np.array_equal(other, query)):
                 raise ValueError(f"MultiheadAttention: {name} must be the query (self-attention); "
                                  "cross-attention is not implemented")
-        if key_padding_mask is not None:
-            raise ValueError("MultiheadAttention: key_padding_mask is not implemented; "
-                             "pass an (L, L) attn_mask instead")
         if not isinstance(is_causal, (bool, np.bool_)):
             raise TypeError(f"is_causal must be a bool, got {is_causal!r}")
-        L = x.shape[1] if self.batch_first else x.shape[0]
-        mask = self._check_mask(attn_mask, L)
+        B, L = x.shape[:2] if self.batch_first else x.shape[1::-1]
+        mask = self._check_mask(attn_mask, L, B, key_padding_mask)
         y = self._attend(x, mask, bool(is_causal)).copy()
         if not need_weights:
             return y, None
-        w = self._attn.mean(axis=1) if average_attn_weights else self._attn.copy()
+        a = self._attn if self._drop is None else self._dattn
+        w = a.mean(axis=1) if average_attn_weights else a.copy()
         return y, w
 
     def _forward(self, x):
@@ -157,11 +174,19 @@ class MultiheadAttention(Module):
         attn = self._buffer("attn", (B, H, L, L))
         ctx = self._buffer("ctx", (d0, d1, E))
         y = self._buffer("y", (d0, d1, E))
+        drop = dattn = None
+        if self.training and self.dropout > 0:
+            drop, dattn = self._buffer("drop", attn.shape), self._buffer("dattn", attn.shape)
+            ones = self._buffer("ones", attn.shape)
+            ones.fill(1)
+            _ops.dropout_forward(ones.reshape(-1), drop.reshape(-1), drop.reshape(-1),
+                                 self.dropout, _random.next_seed())
         bi, bo = self.in_proj_bias, self.out_proj.bias
         _ops.mha_forward(x, self.in_proj_weight.data, None if bi is None else bi.data,
                          self.out_proj.weight.data, None if bo is None else bo.data, mask, H,
-                         causal, self.batch_first, qkv, attn, ctx, y)
+                         causal, self.batch_first, qkv, attn, ctx, y, drop, dattn)
         self._x, self._qkv, self._attn, self._ctx, self._out = x, qkv, attn, ctx, y
+        self._drop, self._dattn = drop, dattn
         self._causal = causal
         return y
 
@@ -176,7 +201,7 @@ class MultiheadAttention(Module):
                           self._attn, self._ctx, grad, self.num_heads, self._causal,
                           self.batch_first, gctx, gs, gqkv, gx, self.in_proj_weight.grad,
                           None if bi is None else bi.grad, self.out_proj.weight.grad,
-                          None if bo is None else bo.grad, accumulate)
+                          None if bo is None else bo.grad, accumulate, self._drop, self._dattn)
         return gx
 
     def config(self):
@@ -278,7 +303,7 @@ class TransformerBlock(Module):
     dim_feedforward, dropout=0.0, activation="gelu", batch_first=True,
     norm_first=True)``. Dropout is not implemented (dropout must be 0)."""
 
-    _transient = Module._transient + ("_x1", "_h2", "_u", "_zf")
+    _transient = Module._transient + ("_x1", "_h2", "_u", "_zf", "_last")
 
     def __init__(self, d_model, nhead, dim_feedforward=None, dropout=0.0, causal=True,
                  dtype="float32"):
@@ -341,6 +366,75 @@ class TransformerBlock(Module):
         gh1 = self.self_attn._backward(gx1, accumulate, True)
         gx = self._buffer("gx", grad.shape)
         np.add(gx1, self.norm1._backward(gh1, accumulate, True), out=gx)
+        return gx
+
+    def _forward_last(self, x):
+        """The block's output at the last position only, (batch, d_model): every
+        token's keys and values, but the query, attention, out_proj and
+        feed-forward of the last token alone (what a last-position head reads)."""
+        B, L, E = x.shape
+        H, F = self.nhead, self.dim_feedforward
+        at = self.self_attn
+        w, bi = at.in_proj_weight.data, at.in_proj_bias.data
+        h1 = self.norm1._forward(x).reshape(B * L, E)
+        kv = self._buffer("kv", (B, L, 2 * E))
+        _ops.linear_forward(h1, w[E:], bi[E:], _ops.ACT_NONE, 0.0, None, kv.reshape(B * L, 2 * E))
+        hl = self._buffer("hl", (B, E))
+        hl[...] = h1.reshape(B, L, E)[:, -1]
+        q = self._buffer("q", (B, E))
+        _ops.linear_forward(hl, w[:E], bi[:E], _ops.ACT_NONE, 0.0, None, q)
+        p = self._buffer("p", (B, H, L))
+        c = self._buffer("c", (B, E))
+        _ops.attn_last_forward(q, kv, H, p, c)
+        x1 = self._buffer("x1l", (B, E))
+        _ops.linear_forward(c, at.out_proj.weight.data, at.out_proj.bias.data, _ops.ACT_NONE, 0.0,
+                            None, x1)
+        x1 += x[:, -1]
+        h2 = self.norm2._forward(x1)
+        zf = self._buffer("zfl", (B, F))
+        u = self._buffer("ul", (B, F))
+        l1, l2 = self.linear1, self.linear2
+        _ops.linear_forward(h2, l1.weight.data, l1.bias.data, _ops.ACT_GELU, 0.0, zf, u)
+        y = self._buffer("yl", (B, E))
+        _ops.linear_forward(u, l2.weight.data, l2.bias.data, _ops.ACT_NONE, 0.0, None, y)
+        y += x1
+        self._x, self._last = x, (h1, kv, hl, q, p, c, x1, h2, zf, u)
+        self._out = y
+        return y
+
+    def _backward_last(self, grad, accumulate):
+        """The input gradient (batch, seq, d_model) from the gradient of
+        ``_forward_last``'s output; parameter gradients written or added."""
+        h1, kv, hl, q, p, c, x1, h2, zf, u = self._last
+        B, L, E = self._x.shape
+        F, H = self.dim_feedforward, self.nhead
+        at, l1, l2 = self.self_attn, self.linear1, self.linear2
+        w, gw = at.in_proj_weight.data, at.in_proj_weight.grad
+        gbi = at.in_proj_bias.grad
+        gu = self._buffer("gul", (B, F))
+        _ops.linear_backward(u, l2.weight.data, _ops.ACT_NONE, 0.0, None, None, grad, grad, gu,
+                             l2.weight.grad, l2.bias.grad, accumulate)
+        gh2 = self._buffer("gh2l", (B, E))
+        _ops.linear_backward(h2, l1.weight.data, _ops.ACT_GELU, 0.0, zf, u, gu, gu, gh2,
+                             l1.weight.grad, l1.bias.grad, accumulate)
+        gx1 = self._buffer("gx1l", (B, E))
+        np.add(grad, self.norm2._backward(gh2, accumulate, True), out=gx1)
+        gc = self._buffer("gcl", (B, E))
+        _ops.linear_backward(c, at.out_proj.weight.data, _ops.ACT_NONE, 0.0, None, None, gx1, gx1,
+                             gc, at.out_proj.weight.grad, at.out_proj.bias.grad, accumulate)
+        gq = self._buffer("gql", (B, E))
+        gkv = self._buffer("gkvl", (B, L, 2 * E))
+        _ops.attn_last_backward(q, kv, p, gc, H, gq, gkv)
+        ghl = self._buffer("ghll", (B, E))
+        _ops.linear_backward(hl, w[:E], _ops.ACT_NONE, 0.0, None, None, gq, gq, ghl, gw[:E],
+                             gbi[:E], accumulate)
+        gh1 = self._buffer("gh1l", (B, L, E))
+        g2 = gkv.reshape(B * L, 2 * E)
+        _ops.linear_backward(h1, w[E:], _ops.ACT_NONE, 0.0, None, None, g2, g2,
+                             gh1.reshape(B * L, E), gw[E:], gbi[E:], accumulate)
+        gh1[:, -1] += ghl
+        gx = self.norm1._backward(gh1, accumulate, True)
+        gx[:, -1] += gx1
         return gx
 
     def config(self):
