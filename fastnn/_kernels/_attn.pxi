@@ -47,16 +47,9 @@ def mha_forward(floating[:, :, ::1] x, floating[:, ::1] w_in, floating[::1] b_in
     cdef floating *pm = &mask[0, 0] if mask is not None else NULL
     cdef int64_t mstride = <int64_t>L * L if mask is not None and mask.shape[0] != L else 0
     with nogil:
-        if floating is float:
-            fnn_mha_forward_f32(B, L, E, H, batch_first, &x[0, 0, 0], &w_in[0, 0], pbi,
-                                &w_out[0, 0], pbo, pm, mstride, causal, pdr, &qkv[0, 0, 0],
-                                &attn[0, 0, 0, 0], pda,
-                                &ctx[0, 0, 0], &y[0, 0, 0])
-        else:
-            fnn_mha_forward_f64(B, L, E, H, batch_first, &x[0, 0, 0], &w_in[0, 0], pbi,
-                                &w_out[0, 0], pbo, pm, mstride, causal, pdr, &qkv[0, 0, 0],
-                                &attn[0, 0, 0, 0], pda,
-                                &ctx[0, 0, 0], &y[0, 0, 0])
+        fnn_mha_forward(B, L, E, H, batch_first, &x[0, 0, 0], &w_in[0, 0], pbi, &w_out[0, 0],
+                        pbo, pm, mstride, causal, pdr, &qkv[0, 0, 0], &attn[0, 0, 0, 0], pda,
+                        &ctx[0, 0, 0], &y[0, 0, 0])
 
 
 def mha_backward(floating[:, :, ::1] x, floating[:, ::1] w_in, floating[:, ::1] w_out,
@@ -95,18 +88,10 @@ def mha_backward(floating[:, :, ::1] x, floating[:, ::1] w_in, floating[:, ::1] 
     cdef floating *pgbi = &gb_in[0] if gb_in is not None else NULL
     cdef floating *pgbo = &gb_out[0] if gb_out is not None else NULL
     with nogil:
-        if floating is float:
-            fnn_mha_backward_f32(B, L, E, H, batch_first, &x[0, 0, 0], &w_in[0, 0], &w_out[0, 0],
-                                 &qkv[0, 0, 0], &attn[0, 0, 0, 0], pdr, pda, &ctx[0, 0, 0],
-                                 &gy[0, 0, 0],
-                                 causal, &gctx[0, 0, 0], &gs[0, 0, 0, 0], &gqkv[0, 0, 0], pgx,
-                                 &gw_in[0, 0], pgbi, &gw_out[0, 0], pgbo, accumulate)
-        else:
-            fnn_mha_backward_f64(B, L, E, H, batch_first, &x[0, 0, 0], &w_in[0, 0], &w_out[0, 0],
-                                 &qkv[0, 0, 0], &attn[0, 0, 0, 0], pdr, pda, &ctx[0, 0, 0],
-                                 &gy[0, 0, 0],
-                                 causal, &gctx[0, 0, 0], &gs[0, 0, 0, 0], &gqkv[0, 0, 0], pgx,
-                                 &gw_in[0, 0], pgbi, &gw_out[0, 0], pgbo, accumulate)
+        fnn_mha_backward(B, L, E, H, batch_first, &x[0, 0, 0], &w_in[0, 0], &w_out[0, 0],
+                         &qkv[0, 0, 0], &attn[0, 0, 0, 0], pdr, pda, &ctx[0, 0, 0],
+                         &gy[0, 0, 0], causal, &gctx[0, 0, 0], &gs[0, 0, 0, 0], &gqkv[0, 0, 0],
+                         pgx, &gw_in[0, 0], pgbi, &gw_out[0, 0], pgbo, accumulate)
 
 
 def attn_last_forward(floating[:, ::1] q, floating[:, :, ::1] kv, int num_heads,
@@ -123,12 +108,7 @@ def attn_last_forward(floating[:, ::1] q, floating[:, :, ::1] kv, int num_heads,
     if B == 0 or L == 0 or E == 0:
         return
     with nogil:
-        if floating is float:
-            fnn_attn_last_forward_f32(B, L, E, H, &q[0, 0], &kv[0, 0, 0], &attn[0, 0, 0],
-                                      &ctx[0, 0])
-        else:
-            fnn_attn_last_forward_f64(B, L, E, H, &q[0, 0], &kv[0, 0, 0], &attn[0, 0, 0],
-                                      &ctx[0, 0])
+        fnn_attn_last_forward(B, L, E, H, &q[0, 0], &kv[0, 0, 0], &attn[0, 0, 0], &ctx[0, 0])
 
 
 def attn_last_backward(floating[:, ::1] q, floating[:, :, ::1] kv, floating[:, :, ::1] attn,
@@ -146,9 +126,5 @@ def attn_last_backward(floating[:, ::1] q, floating[:, :, ::1] kv, floating[:, :
     if B == 0 or L == 0 or E == 0:
         return
     with nogil:
-        if floating is float:
-            fnn_attn_last_backward_f32(B, L, E, H, &q[0, 0], &kv[0, 0, 0], &attn[0, 0, 0],
-                                       &gctx[0, 0], &gq[0, 0], &gkv[0, 0, 0])
-        else:
-            fnn_attn_last_backward_f64(B, L, E, H, &q[0, 0], &kv[0, 0, 0], &attn[0, 0, 0],
-                                       &gctx[0, 0], &gq[0, 0], &gkv[0, 0, 0])
+        fnn_attn_last_backward(B, L, E, H, &q[0, 0], &kv[0, 0, 0], &attn[0, 0, 0], &gctx[0, 0],
+                               &gq[0, 0], &gkv[0, 0, 0])
