@@ -284,6 +284,26 @@ def test_transformer_lm_gradcheck():
     check_grads(lm, lm, ids, input_grad=False)
 
 
+def test_transformer_lm_per_position_gradcheck_and_causality():
+    """per_position=True: logits after every position, the last equal to the
+    last-position model's; position t depends on ids <= t only."""
+    fn.seed(9)
+    lm = TransformerLM(5, 4, 2, 2, 3, dim_feedforward=4, dtype="float64", per_position=True)
+    last = TransformerLM(5, 4, 2, 2, 3, dim_feedforward=4, dtype="float64")
+    rng = np.random.default_rng(10)
+    for p in lm.parameters():
+        p.data[...] += rng.standard_normal(p.shape) * 0.1
+    last.load_state_dict(lm.state_dict())
+    ids = rng.integers(0, 5, (2, 3))
+    out = lm(ids)
+    assert out.shape == (2, 3, 5) and lm.config()["per_position"]
+    np.testing.assert_allclose(out[:, -1], last(ids), rtol=1e-12, atol=1e-13)
+    changed = ids.copy()
+    changed[:, 1] = (changed[:, 1] + 1) % 5
+    np.testing.assert_array_equal(lm(changed)[:, 0], out[:, 0])
+    check_grads(lm, lm, ids, input_grad=False)
+
+
 # ============================================================== torch parity
 torch = None
 try:

@@ -87,7 +87,8 @@ def _transformer(vocab, context, embed, hidden, dtype, dropout):
     from .transformerlm import TransformerLM
     _no_dropout("transformer", dropout)
     nhead = 4 if embed % 4 == 0 else 1
-    return TransformerLM(vocab, embed, nhead, 2, context, dim_feedforward=hidden, dtype=dtype)
+    return TransformerLM(vocab, embed, nhead, 2, context, dim_feedforward=hidden, dtype=dtype,
+                         per_position=True)
 
 
 def _bow(vocab, context, embed, hidden, dtype, dropout):

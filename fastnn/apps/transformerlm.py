@@ -17,11 +17,13 @@ __all__ = ["TransformerLM"]
 
 
 class _Blocks(Module):
-    """The blocks in order, named "0", "1", ... (torch's ModuleList keys). Only the
-    last position of the last block is read, so that block computes it alone."""
+    """The blocks in order, named "0", "1", ... (torch's ModuleList keys). With
+    ``last_only`` only the last position of the last block is read, so that block
+    computes it alone."""
 
-    def __init__(self, blocks):
+    def __init__(self, blocks, last_only):
         super().__init__()
+        self.last_only = last_only
         for i, b in enumerate(blocks):
             self.add_module(str(i), b)
 
@@ -29,19 +31,23 @@ class _Blocks(Module):
         *first, last = self._modules.values()
         for b in first:
             x = b._forward(x)
-        self._out = last._forward_last(x)
+        self._out = last._forward_last(x) if self.last_only else last._forward(x)
         return self._out
 
     def _backward(self, grad, accumulate, need_input_grad):
         *first, last = self._modules.values()
-        grad = last._backward_last(grad, accumulate)
+        grad = (last._backward_last(grad, accumulate) if self.last_only
+                else last._backward(grad, accumulate, True))
         for b in reversed(first):
             grad = b._backward(grad, accumulate, True)
         return grad
 
 
 class TransformerLM(Module):
-    """Predicts the token after a window of at most ``context`` token ids.
+    """Predicts the token after a window of at most ``context`` token ids:
+    (batch, seq) ids -> (batch, vocab) logits; with ``per_position=True`` the
+    token after every position, (batch, seq, vocab) logits, trained with
+    (batch, seq) targets (the causal mask keeps position t from seeing later ids).
 
     Parameters: ``embed.weight`` (vocab, d_model), ``pos.weight`` (context, d_model),
     ``blocks.{i}.*`` (TransformerBlock, causal), ``norm.*``, ``head.*`` (vocab, d_model)."""
@@ -49,8 +55,9 @@ class TransformerLM(Module):
     _transient = Module._transient + ("_last",)
 
     def __init__(self, vocab, d_model, nhead, layers, context, dim_feedforward=None,
-                 dtype="float32"):
+                 dtype="float32", per_position=False):
         super().__init__()
+        self.per_position = bool(per_position)
         self.vocab = V.positive_int(vocab, "vocab")
         self.d_model = V.positive_int(d_model, "d_model")
         self.nhead = V.positive_int(nhead, "nhead")
@@ -66,7 +73,8 @@ class TransformerLM(Module):
         self.embed = Embedding(self.vocab, self.d_model, dtype=dt)
         self.pos = PositionalEmbedding(self.context, self.d_model, dtype=dt)
         self.blocks = _Blocks([TransformerBlock(self.d_model, self.nhead, self.dim_feedforward,
-                                                dtype=dt) for _ in range(self.layers)])
+                                                dtype=dt) for _ in range(self.layers)],
+                              last_only=not self.per_position)
         self.norm = LayerNorm(self.d_model, dtype=dt)
         self.head = Linear(self.d_model, self.vocab, dtype=dt)
 
@@ -82,6 +90,9 @@ class TransformerLM(Module):
 
     def _forward(self, x):
         z = self.norm._forward(self.blocks._forward(self.pos._forward(self.embed._forward(x))))
+        if self.per_position:
+            self._out = self.head._forward(z)
+            return self._out
         out = self._buffer("logits", (x.shape[0], self.vocab))
         hb = self.head.bias
         _ops.linear_forward(z, self.head.weight.data, hb.data, _ops.ACT_NONE, 0.0, None, out)
@@ -89,10 +100,13 @@ class TransformerLM(Module):
         return out
 
     def _backward(self, grad, accumulate, need_input_grad):
-        hw, hb = self.head.weight, self.head.bias
-        glast = self._buffer("glast", self._last.shape)
-        _ops.linear_backward(self._last, hw.data, _ops.ACT_NONE, 0.0, None, None, grad, grad,
-                             glast, hw.grad, hb.grad, accumulate)
+        if self.per_position:
+            glast = self.head._backward(grad, accumulate, True)
+        else:
+            hw, hb = self.head.weight, self.head.bias
+            glast = self._buffer("glast", self._last.shape)
+            _ops.linear_backward(self._last, hw.data, _ops.ACT_NONE, 0.0, None, None, grad, grad,
+                                 glast, hw.grad, hb.grad, accumulate)
         gz = self.norm._backward(glast, accumulate, True)
         g = self.pos._backward(self.blocks._backward(gz, accumulate, True), accumulate, True)
         self.embed._backward(g, accumulate, False)
@@ -101,7 +115,7 @@ class TransformerLM(Module):
     def config(self):
         return {"vocab": self.vocab, "d_model": self.d_model, "nhead": self.nhead,
                 "layers": self.layers, "context": self.context,
-                "dim_feedforward": self.dim_feedforward}
+                "dim_feedforward": self.dim_feedforward, "per_position": self.per_position}
 
     def extra_repr(self):
         return (f"vocab={self.vocab}, d_model={self.d_model}, nhead={self.nhead}, "
