@@ -12,9 +12,12 @@ import math
 import numpy as np
 from scipy.special import erf
 
-# The codes are the kernels' own (csrc/fnn.h), so a twin reads a code as its kernel does.
-from fastnn._kernels._ops import (ACT_GELU, ACT_GELU_TANH, ACT_LEAKY, ACT_NONE, ACT_RELU,
-                                  ACT_SIGMOID, ACT_TANH, BAG_MAX, BAG_MEAN)
+# The kernels' codes (csrc/fnn.h, csrc/fnn_seq_decl.h), written out rather than
+# imported from _ops: a twin must not depend on the module it checks, and the
+# benchmark's NumPy worker loads this file by path without importing fastnn.
+# tests/test_kernels.py checks them against the values _ops reads from the headers.
+ACT_NONE, ACT_RELU, ACT_LEAKY, ACT_SIGMOID, ACT_TANH, ACT_GELU, ACT_GELU_TANH = range(7)
+BAG_SUM, BAG_MEAN, BAG_MAX = range(3)
 _GELU_K = math.sqrt(2.0 / math.pi)
 _GELU_C = 0.044715
 

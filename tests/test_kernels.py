@@ -1147,6 +1147,15 @@ def test_codes_are_the_headers():
     assert exported == {k: int(v) for k, v in header.items()}
 
 
+def test_reference_codes_are_the_kernels():
+    """The twins write the activation and bag codes out (they must not import the
+    module they check); they are the values the kernels use."""
+    names = [k for k in vars(_ops) if re.match(r"(ACT|BAG)_[A-Z_]+$", k)]
+    assert len(names) == 10
+    for name in names:
+        assert getattr(ref, name) == getattr(_ops, name), name
+
+
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_loss_codes_compute_their_losses(dtype):
     """A dense program given LOSS_x computes the loss x of its twin in _reference."""
