@@ -415,6 +415,7 @@ def conv1d_backward(w, col, gy, stride, dilation, pad_left, pad_right, dcol, gx,
 
 # Time-major, torch's gate orders; hs (T+1, B, H) with hs[0] = h0 (cs[0] = c0) as
 # inputs, gates g (T, B, G*H). The input projection of all steps is one product.
+# wp, the compiled kernels' packed-W_hh workspace, is not needed here.
 def _project_inputs(x, w_ih, b_ih, g):
     T, B, _ = x.shape
     g[...] = (x.reshape(T * B, -1) @ w_ih.T).reshape(g.shape)
@@ -423,7 +424,7 @@ def _project_inputs(x, w_ih, b_ih, g):
     return T, B
 
 
-def gru_forward(x, w_ih, w_hh, b_ih, b_hh, hs, g, gh):
+def gru_forward(x, w_ih, w_hh, b_ih, b_hh, hs, g, gh, wp):
     T, B = _project_inputs(x, w_ih, b_ih, g)
     H = w_hh.shape[1]
     for t in range(T):
@@ -454,7 +455,7 @@ def _rnn_param_grads(x, w_ih, hs, dgx, dgh, gx, gw_ih, gw_hh, gb_ih, gb_hh, accu
 
 
 def gru_backward(x, w_ih, w_hh, hs, g, gh, gy, dh, dgx, dgh, gx, gw_ih, gw_hh, gb_ih, gb_hh,
-                 accumulate=False):
+                 wp, accumulate=False):
     T = x.shape[0]
     H = w_hh.shape[1]
     for t in range(T - 1, -1, -1):
@@ -469,7 +470,7 @@ def gru_backward(x, w_ih, w_hh, hs, g, gh, gy, dh, dgx, dgh, gx, gw_ih, gw_hh, g
     _rnn_param_grads(x, w_ih, hs, dgx, dgh, gx, gw_ih, gw_hh, gb_ih, gb_hh, accumulate)
 
 
-def lstm_forward(x, w_ih, w_hh, b_ih, b_hh, hs, cs, g, gh):
+def lstm_forward(x, w_ih, w_hh, b_ih, b_hh, hs, cs, g, gh, wp):
     T, B = _project_inputs(x, w_ih, b_ih, g)
     H = w_hh.shape[1]
     for t in range(T):
@@ -485,7 +486,7 @@ def lstm_forward(x, w_ih, w_hh, b_ih, b_hh, hs, cs, g, gh):
 
 
 def lstm_backward(x, w_ih, w_hh, hs, cs, g, gy, dh, dc, dg, gx, gw_ih, gw_hh, gb_ih, gb_hh,
-                  accumulate=False):
+                  wp, accumulate=False):
     T = x.shape[0]
     H = w_hh.shape[1]
     for t in range(T - 1, -1, -1):

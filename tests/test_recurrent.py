@@ -32,6 +32,7 @@ def _kernel_case(rng, cell, dtype, T, B, I, H, bias, input_grad, accumulate):
     h0, c0, gy, dhn, dcn = a(B, H), a(B, H), a(T, B, H), a(B, H), a(B, H)
     grads0 = [a(G * H, I), a(G * H, H), a(G * H), a(G * H)]
     results = []
+    wp = np.empty(_ops.rnn_pack_size(G, H), dtype)
     for mod in (_ops, ref):
         hs = np.zeros((T + 1, B, H), dtype)
         hs[0] = h0
@@ -43,17 +44,17 @@ def _kernel_case(rng, cell, dtype, T, B, I, H, bias, input_grad, accumulate):
         dh = dhn.copy()
         if cell == "gru":
             gh = np.empty((T, B, G * H), dtype)
-            mod.gru_forward(x, w_ih, w_hh, b_ih, b_hh, hs, g, gh)
+            mod.gru_forward(x, w_ih, w_hh, b_ih, b_hh, hs, g, gh, wp)
             mod.gru_backward(x, w_ih, w_hh, hs, g, gh, gy, dh, np.empty_like(g), np.empty_like(g),
-                             gx, gw_ih, gw_hh, gb_ih, gb_hh, accumulate)
+                             gx, gw_ih, gw_hh, gb_ih, gb_hh, wp, accumulate)
             results.append([hs, g, gh, dh, gx, gw_ih, gw_hh, gb_ih, gb_hh])
         else:
             cs = np.zeros((T + 1, B, H), dtype)
             cs[0] = c0
             dc = dcn.copy()
-            mod.lstm_forward(x, w_ih, w_hh, b_ih, b_hh, hs, cs, g, np.empty((B, G * H), dtype))
+            mod.lstm_forward(x, w_ih, w_hh, b_ih, b_hh, hs, cs, g, np.empty((B, G * H), dtype), wp)
             mod.lstm_backward(x, w_ih, w_hh, hs, cs, g, gy, dh, dc, np.empty_like(g), gx, gw_ih,
-                              gw_hh, gb_ih, gb_hh, accumulate)
+                              gw_hh, gb_ih, gb_hh, wp, accumulate)
             results.append([hs, cs, g, dh, dc, gx, gw_ih, gw_hh, gb_ih, gb_hh])
     return results
 
@@ -79,10 +80,10 @@ def test_kernels_reject_mismatched_shapes():
     f = lambda *s: np.ones(s)  # noqa: E731
     with pytest.raises(ValueError, match="hs"):
         _ops.gru_forward(f(2, 3, 4), f(15, 4), f(15, 5), None, None, f(2, 3, 5), f(2, 3, 15),
-                         f(2, 3, 15))
+                         f(2, 3, 15), f(_ops.rnn_pack_size(3, 5)))
     with pytest.raises(ValueError, match="weight"):
         _ops.lstm_forward(f(2, 3, 4), f(15, 4), f(15, 5), None, None, f(3, 3, 5), f(3, 3, 5),
-                          f(2, 3, 20), f(3, 20))
+                          f(2, 3, 20), f(3, 20), f(_ops.rnn_pack_size(4, 5)))
 
 
 # ============================================================== module gradients

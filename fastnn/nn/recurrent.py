@@ -126,6 +126,7 @@ class _RNNBase(Module):
             gh = self._buffer("gh", (B, G * H))
         else:
             gh = self._buffer("gh", (L, T, B, G * H))
+        wp = self._buffer("wp", (_ops.rnn_pack_size(G, H),))
         inp = xt
         for l in range(L):
             w_ih, w_hh, b_ih, b_hh = self._layer(l)
@@ -140,9 +141,10 @@ class _RNNBase(Module):
                     cs[l, 0] = 0
                 else:
                     cs[l, 0] = c0[l]
-                _ops.lstm_forward(inp, w_ih.data, w_hh.data, b_ih, b_hh, hs[l], cs[l], g[l], gh)
+                _ops.lstm_forward(inp, w_ih.data, w_hh.data, b_ih, b_hh, hs[l], cs[l], g[l], gh,
+                                  wp)
             else:
-                _ops.gru_forward(inp, w_ih.data, w_hh.data, b_ih, b_hh, hs[l], g[l], gh[l])
+                _ops.gru_forward(inp, w_ih.data, w_hh.data, b_ih, b_hh, hs[l], g[l], gh[l], wp)
             inp = hs[l, 1:]
         if self.batch_first:
             out = self._buffer("out", (B, T, H))
@@ -179,6 +181,7 @@ class _RNNBase(Module):
         dg = self._buffer("dgx", (T, B, G * H))
         dgh = None if self._has_cell else self._buffer("dgh", (T, B, G * H))
         mid = self._buffer("gmid", (2, T, B, H)) if L > 1 else None
+        wp = self._buffer("wp", (_ops.rnn_pack_size(G, H),))
         gx = None
         for l in range(L - 1, -1, -1):
             w_ih, w_hh, b_ih, b_hh = self._layer(l)
@@ -194,11 +197,11 @@ class _RNNBase(Module):
             if self._has_cell:
                 _ops.lstm_backward(inp, w_ih.data, w_hh.data, self._hs[l], self._cs[l],
                                    self._g[l], gy, dh[l], dc[l], dg, gx, w_ih.grad, w_hh.grad,
-                                   gb_ih, gb_hh, accumulate)
+                                   gb_ih, gb_hh, wp, accumulate)
             else:
                 _ops.gru_backward(inp, w_ih.data, w_hh.data, self._hs[l], self._g[l],
                                   self._gh[l], gy, dh[l], dg, dgh, gx, w_ih.grad, w_hh.grad,
-                                  gb_ih, gb_hh, accumulate)
+                                  gb_ih, gb_hh, wp, accumulate)
             gy = gx
         self._dh, self._dc = dh, dc
         if gx is None or not self.batch_first:
