@@ -221,7 +221,7 @@ static void S(gru_steps_fwd)(int Tn, int B, int H, int i, int nth, const T *wp, 
 void S(fnn_gru_forward)(int Tn, int B, int In, int H, const T *X, const T *Wih, const T *Whh,
                         const T *bih, const T *bhh, T *hs, T *G, T *Gh, T *wp)
 {
-    S(fnn_linear_forward)(Tn * B, In, 3 * H, X, In, Wih, bih, FNN_ACT_NONE, 0, NULL, G);
+    if (X) S(fnn_linear_forward)(Tn * B, In, 3 * H, X, In, Wih, bih, FNN_ACT_NONE, 0, NULL, G);
     S(rnn_pack_fwd)(3, H, Whh, bhh, wp);
     RNN_REGION(S(rnn_threads)(Tn, B, 3, H), S(gru_steps_fwd)(Tn, B, H, i, nth, wp, hs, G, Gh));
 }
@@ -274,8 +274,9 @@ void S(fnn_gru_backward)(int Tn, int B, int In, int H, const T *X, const T *Wih,
     int n = Tn * B;
     S(fnn_linear_backward)(n, H, 3 * H, hs, H, Whh, FNN_ACT_NONE, 0, NULL, NULL, dGh, dGh, NULL,
                            dWhh, dbhh, accumulate);
-    S(fnn_linear_backward)(n, In, 3 * H, X, In, Wih, FNN_ACT_NONE, 0, NULL, NULL, dGx, dGx, dX,
-                           dWih, dbih, accumulate);
+    if (X)
+        S(fnn_linear_backward)(n, In, 3 * H, X, In, Wih, FNN_ACT_NONE, 0, NULL, NULL, dGx, dGx, dX,
+                               dWih, dbih, accumulate);
 }
 
 /* ------------------------------------------------------------------ LSTM */
@@ -317,7 +318,7 @@ static void S(lstm_steps_fwd)(int Tn, int B, int H, int i, int nth, const T *wp,
 void S(fnn_lstm_forward)(int Tn, int B, int In, int H, const T *X, const T *Wih, const T *Whh,
                          const T *bih, const T *bhh, T *hs, T *cs, T *G, T *gh, T *wp)
 {
-    S(fnn_linear_forward)(Tn * B, In, 4 * H, X, In, Wih, bih, FNN_ACT_NONE, 0, NULL, G);
+    if (X) S(fnn_linear_forward)(Tn * B, In, 4 * H, X, In, Wih, bih, FNN_ACT_NONE, 0, NULL, G);
     S(rnn_pack_fwd)(4, H, Whh, bhh, wp);
     RNN_REGION(S(rnn_threads)(Tn, B, 4, H), S(lstm_steps_fwd)(Tn, B, H, i, nth, wp, hs, cs, G, gh));
 }
@@ -373,8 +374,9 @@ void S(fnn_lstm_backward)(int Tn, int B, int In, int H, const T *X, const T *Wih
     int n = Tn * B;
     S(fnn_linear_backward)(n, H, 4 * H, hs, H, Whh, FNN_ACT_NONE, 0, NULL, NULL, dG, dG, NULL,
                            dWhh, dbhh, accumulate);
-    S(fnn_linear_backward)(n, In, 4 * H, X, In, Wih, FNN_ACT_NONE, 0, NULL, NULL, dG, dG, dX,
-                           dWih, dbih, accumulate);
+    if (X)
+        S(fnn_linear_backward)(n, In, 4 * H, X, In, Wih, FNN_ACT_NONE, 0, NULL, NULL, dG, dG, dX,
+                               dWih, dbih, accumulate);
 }
 
 #undef RNN_VL

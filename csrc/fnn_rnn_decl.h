@@ -1,6 +1,8 @@
 /* Declarations for the recurrent layers: GRU and LSTM (fnn_rnn.h); included by fnn_decl.h once per dtype.
  * wp is a workspace for W_hh packed into panels: at least G * (H + 1) * Hp values,
- * Hp = H rounded up to a multiple of 16. */
+ * Hp = H rounded up to a multiple of 16. X = NULL: G already holds the input
+ * projection x W_ih^T + b_ih (forward), and backward stops at the gate gradients
+ * (dGx for the GRU, dG for the LSTM), leaving dW_ih, db_ih and dX to the caller. */
 /* One GRU layer over Tn steps, time-major, torch's gate order (r, z, n):
  * X (Tn*B, I); W_ih (3H, I); W_hh (3H, H); b_ih, b_hh (3H) or NULL.
  * hs (Tn+1, B, H): hs[0] = h0 in, hs[t+1] = h_t out. G (Tn*B, 3H) out: the gate

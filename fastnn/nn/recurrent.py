@@ -39,7 +39,7 @@ class _RNNBase(Module):
     _gates = 0  # gate blocks stacked in the weights: 3 (GRU) or 4 (LSTM)
     _has_cell = False
     _transient = Module._transient + ("_xt", "_hs", "_cs", "_g", "_gh", "_hn", "_cn", "_dh",
-                                      "_dc", "_dims")
+                                      "_dc", "_dims", "_g_in", "_dg")
 
     def __init__(self, input_size, hidden_size, num_layers=1, bias=True, batch_first=False,
                  dropout=0.0, bidirectional=False, dtype="float32"):
@@ -108,10 +108,28 @@ class _RNNBase(Module):
         return h
 
     # --- computation -------------------------------------------------------------
-    def _forward(self, x, h0=None, c0=None):
-        """output (view of a workspace); h_n (and c_n) kept in self._hn (self._cn)."""
+    def _gates0(self, T, B):
+        """Layer 0's gate workspace (T, B, G*H), for a caller that computes the input
+        projection x W_ih^T + b_ih itself (the language models, from a table of it
+        per token): fill it, then call _forward(None)."""
+        self._dims = (T, B)
+        self._g_in = self._buffer("g", (self.num_layers, T, B, self._gates * self.hidden_size))
+        return self._g_in[0]
+
+    def _dgates0(self):
+        """After _backward of a _forward(None): the gradient of layer 0's input
+        projection (T, B, G*H), whose parameter and input gradients the caller owns."""
+        return self._dg
+
+    def _forward(self, x, h0=None, c0=None, last_only=False):
+        """output (view of a workspace), or with last_only the last layer's h_n alone
+        (batch, hidden); h_n (and c_n) kept in self._hn (self._cn). x None: layer 0's
+        input projection is already in _gates0(T, B)."""
         L, H, G = self.num_layers, self.hidden_size, self._gates
-        if self.batch_first:
+        if x is None:
+            T, B = self._dims
+            xt = None
+        elif self.batch_first:
             B, T = x.shape[0], x.shape[1]
             xt = self._buffer("xt", (T, B, x.shape[2]))
             np.copyto(xt, x.transpose(1, 0, 2))
@@ -119,7 +137,7 @@ class _RNNBase(Module):
             T, B = x.shape[0], x.shape[1]
             xt = x
         hs = self._buffer("hs", (L, T + 1, B, H))
-        g = self._buffer("g", (L, T, B, G * H))
+        g = self._g_in if x is None else self._buffer("g", (L, T, B, G * H))
         cs = gh = None
         if self._has_cell:
             cs = self._buffer("cs", (L, T + 1, B, H))
@@ -146,7 +164,9 @@ class _RNNBase(Module):
             else:
                 _ops.gru_forward(inp, w_ih.data, w_hh.data, b_ih, b_hh, hs[l], g[l], gh[l], wp)
             inp = hs[l, 1:]
-        if self.batch_first:
+        if last_only:
+            out = hs[L - 1, T]
+        elif self.batch_first:
             out = self._buffer("out", (B, T, H))
             np.copyto(out, inp.transpose(1, 0, 2))
         else:
@@ -165,8 +185,10 @@ class _RNNBase(Module):
         L, H, G = self.num_layers, self.hidden_size, self._gates
         T, B = self._dims
         if grad is None:
+            fresh = ("gy0", (T, B, H)) not in self._workspace
             gy = self._buffer("gy0", (T, B, H))
-            gy[...] = 0
+            if fresh:  # the kernels only read it
+                gy[...] = 0
         elif self.batch_first:
             gy = self._buffer("gyt", (T, B, H))
             np.copyto(gy, grad.transpose(1, 0, 2))
@@ -188,7 +210,7 @@ class _RNNBase(Module):
             inp = self._xt if l == 0 else self._hs[l - 1, 1:]
             if l > 0:
                 gx = mid[l % 2]
-            elif need_input_grad:
+            elif need_input_grad and inp is not None:
                 gx = self._buffer("gx", self._xt.shape)
             else:
                 gx = None
@@ -203,7 +225,7 @@ class _RNNBase(Module):
                                   self._gh[l], gy, dh[l], dg, dgh, gx, w_ih.grad, w_hh.grad,
                                   gb_ih, gb_hh, wp, accumulate)
             gy = gx
-        self._dh, self._dc = dh, dc
+        self._dh, self._dc, self._dg = dh, dc, dg
         if gx is None or not self.batch_first:
             return gx
         gxb = self._buffer("gxb", (B, T, self.input_size))
