@@ -1,5 +1,5 @@
 /* Declarations for the recurrent layers: GRU and LSTM (fnn_rnn.h); included by fnn_decl.h once per dtype.
- * wp is a workspace for W_hh packed into panels: at least G * (H + 1) * Hp values,
+ * wp is a workspace for W_hh packed into panels: G * (H + 1) * Hp values,
  * Hp = H rounded up to a multiple of 16. X = NULL: G already holds the input
  * projection x W_ih^T + b_ih (forward), and backward stops at the gate gradients
  * (dGx for the GRU, dG for the LSTM), leaving dW_ih, db_ih and dX to the caller. */

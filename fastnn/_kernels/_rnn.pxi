@@ -1,6 +1,6 @@
 # Typed entry points for the recurrent layers: GRU and LSTM, included into _ops.pyx (one compiled module).
 # Time-major arrays: x (T, B, I); hs, cs (T+1, B, H) with hs[0] = h0 (cs[0] = c0) as
-# inputs; gates g (T, B, G*H); wp a 1-D workspace of at least rnn_pack_size(G, H)
+# inputs; gates g (T, B, G*H); wp a 1-D workspace of rnn_pack_size(G, H)
 # values for the packed W_hh. x None: g already holds layer 0's input projection
 # (forward), and backward leaves the input side (gw_ih, gb_ih, gx) to the caller.
 # The Python layer owns validation of user input.
@@ -22,7 +22,7 @@ cdef inline void _rnn_shapes(str name, int G, floating[:, :, ::1] x, floating[:,
                              floating[:, ::1] w_hh, floating[::1] b_ih, floating[::1] b_hh,
                              floating[:, :, ::1] hs, floating[::1] wp) except *:
     cdef Py_ssize_t Tn = hs.shape[0] - 1, B = hs.shape[1], I = w_ih.shape[1], H = w_hh.shape[1]
-    _need(wp.shape[0] >= rnn_pack_size(G, H), f"{name}: wp needs rnn_pack_size(G, H) values")
+    _need(wp.shape[0] == rnn_pack_size(G, H), f"{name}: wp must have rnn_pack_size(G, H) values")
     _need(x is None or _is3(x, Tn, B, I), f"{name}: x must be (T, B, I), hs (T+1, B, H)")
     _need(_is2(w_ih, G * H, I) and _is2(w_hh, G * H, H), f"{name}: weight shapes")
     _need(b_ih is None or b_ih.shape[0] == G * H, f"{name}: b_ih shape")
