@@ -3,10 +3,12 @@ state-dict names, gate order and initialization, so a state dict moves between
 fastnn and ``torch.nn.GRU`` / ``torch.nn.LSTM`` unchanged.
 
 Each layer of the stack is two compiled calls (csrc/fnn_rnn.h): forward runs the
-input projection of all time steps as one GEMM, then per step one GEMM
-``h W_hh^T + b_hh`` and one fused gate pass; backward runs through time with a
-fused gate backward and one GEMM per step, then the weight gradients and the
-input gradient as single GEMMs over all steps.
+input projection of all time steps as one GEMM, then the time loop in one
+parallel region, each thread owning a block of hidden units (its rows of
+``h W_hh^T + b_hh`` over W_hh packed once per call, then its gates, one barrier
+per step); backward runs through time the same way (fused gate backward, then
+its columns of ``dG W_hh``), then the weight gradients and the input gradient as
+single GEMMs over all steps.
 
 The library has no autograd, so the gradients flow explicitly::
 
