@@ -91,11 +91,11 @@ FNN_CLONES static void S(rnn_panel)(int M, int K, const T *A, int64_t lda, const
 static inline int S(rnn_panels)(int H) { return (H + RNN_NR - 1) / RNN_NR; }
 
 /* Forward pack: panel p * G + g holds units [p NR, p NR + NR) of gate g, W_hh^T's
- * H rows then b_hh's row (zeros without bias): (P G, H + 1, NR). */
-static void S(rnn_pack_fwd)(int G, int H, const T *Whh, const T *bhh, T *wp)
+ * H rows then b_hh's row (zeros without bias): (P G, H + 1, NR). Each thread packs
+ * the panels [p0, p1) it alone reads, so packing needs no barrier. */
+static void S(rnn_pack_fwd)(int G, int H, const T *Whh, const T *bhh, T *wp, int p0, int p1)
 {
-    int P = S(rnn_panels)(H);
-    for (int p = 0; p < P; p++)
+    for (int p = p0; p < p1; p++)
         for (int g = 0; g < G; g++) {
             T *q = wp + (int64_t)(p * G + g) * (H + 1) * RNN_NR;
             for (int c = 0; c < RNN_NR; c++) {
@@ -107,11 +107,12 @@ static void S(rnn_pack_fwd)(int G, int H, const T *Whh, const T *bhh, T *wp)
         }
 }
 
-/* Backward pack: panel p holds columns [p NR, p NR + NR) of W_hh: (P, G H, NR). */
-static void S(rnn_pack_bwd)(int G, int H, const T *Whh, T *wp)
+/* Backward pack: panel p holds columns [p NR, p NR + NR) of W_hh: (P, G H, NR);
+ * panels [p0, p1), as forward. */
+static void S(rnn_pack_bwd)(int G, int H, const T *Whh, T *wp, int p0, int p1)
 {
-    int P = S(rnn_panels)(H), GH = G * H;
-    for (int p = 0; p < P; p++) {
+    int GH = G * H;
+    for (int p = p0; p < p1; p++) {
         T *q = wp + (int64_t)p * GH * RNN_NR;
         for (int n = 0; n < GH; n++)
             for (int c = 0; c < RNN_NR; c++) {
@@ -204,12 +205,13 @@ FNN_CLONES static void S(gru_gate_units)(int B, int H, int u0, int u1, T *g, con
     }
 }
 
-static void S(gru_steps_fwd)(int Tn, int B, int H, int i, int nth, const T *wp, T *hs, T *G,
-                             T *Gh)
+static void S(gru_steps_fwd)(int Tn, int B, int H, int i, int nth, const T *Whh, const T *bhh,
+                             T *wp, T *hs, T *G, T *Gh)
 {
     int64_t BH = (int64_t)B * H, BG = (int64_t)B * 3 * H;
     int p0, p1;
     S(rnn_share)(H, i, nth, &p0, &p1);
+    S(rnn_pack_fwd)(3, H, Whh, bhh, wp, p0, p1);
     int u0 = p0 * RNN_NR, u1 = p1 * RNN_NR < H ? p1 * RNN_NR : H;
     for (int t = 0; t < Tn; t++) {
         S(rnn_step_fwd)(3, B, H, p0, p1, hs + t * BH, wp, Gh + t * BG);
@@ -222,8 +224,8 @@ void S(fnn_gru_forward)(int Tn, int B, int In, int H, const T *X, const T *Wih, 
                         const T *bih, const T *bhh, T *hs, T *G, T *Gh, T *wp)
 {
     if (X) S(fnn_linear_forward)(Tn * B, In, 3 * H, X, In, Wih, bih, FNN_ACT_NONE, 0, NULL, G);
-    S(rnn_pack_fwd)(3, H, Whh, bhh, wp);
-    RNN_REGION(S(rnn_threads)(Tn, B, 3, H), S(gru_steps_fwd)(Tn, B, H, i, nth, wp, hs, G, Gh));
+    RNN_REGION(S(rnn_threads)(Tn, B, 3, H),
+               S(gru_steps_fwd)(Tn, B, H, i, nth, Whh, bhh, wp, hs, G, Gh));
 }
 
 /* Units [u0, u1) of every row of one step backward. dh: the carried gradient of
@@ -249,12 +251,14 @@ FNN_CLONES static void S(gru_gate_bwd_units)(int B, int H, int u0, int u1, const
     }
 }
 
-static void S(gru_steps_bwd)(int Tn, int B, int H, int i, int nth, const T *wp, const T *hs,
-                             const T *G, const T *Gh, const T *dY, T *dh, T *dGx, T *dGh)
+static void S(gru_steps_bwd)(int Tn, int B, int H, int i, int nth, const T *Whh, T *wp,
+                             const T *hs, const T *G, const T *Gh, const T *dY, T *dh, T *dGx,
+                             T *dGh)
 {
     int64_t BH = (int64_t)B * H, BG = (int64_t)B * 3 * H;
     int p0, p1;
     S(rnn_share)(H, i, nth, &p0, &p1);
+    S(rnn_pack_bwd)(3, H, Whh, wp, p0, p1);
     int u0 = p0 * RNN_NR, u1 = p1 * RNN_NR < H ? p1 * RNN_NR : H;
     for (int t = Tn - 1; t >= 0; t--) {
         S(gru_gate_bwd_units)(B, H, u0, u1, G + t * BG, Gh + t * BG, hs + t * BH, dY + t * BH,
@@ -268,9 +272,8 @@ void S(fnn_gru_backward)(int Tn, int B, int In, int H, const T *X, const T *Wih,
                          const T *hs, const T *G, const T *Gh, const T *dY, T *dh, T *dGx,
                          T *dGh, T *dX, T *dWih, T *dWhh, T *dbih, T *dbhh, T *wp, int accumulate)
 {
-    S(rnn_pack_bwd)(3, H, Whh, wp);
     RNN_REGION(S(rnn_threads)(Tn, B, 3, H),
-               S(gru_steps_bwd)(Tn, B, H, i, nth, wp, hs, G, Gh, dY, dh, dGx, dGh));
+               S(gru_steps_bwd)(Tn, B, H, i, nth, Whh, wp, hs, G, Gh, dY, dh, dGx, dGh));
     int n = Tn * B;
     S(fnn_linear_backward)(n, H, 3 * H, hs, H, Whh, FNN_ACT_NONE, 0, NULL, NULL, dGh, dGh, NULL,
                            dWhh, dbhh, accumulate);
@@ -300,12 +303,13 @@ FNN_CLONES static void S(lstm_gate_units)(int B, int H, int u0, int u1, T *g, co
     }
 }
 
-static void S(lstm_steps_fwd)(int Tn, int B, int H, int i, int nth, const T *wp, T *hs, T *cs,
-                              T *G, T *gh)
+static void S(lstm_steps_fwd)(int Tn, int B, int H, int i, int nth, const T *Whh, const T *bhh,
+                              T *wp, T *hs, T *cs, T *G, T *gh)
 {
     int64_t BH = (int64_t)B * H, BG = (int64_t)B * 4 * H;
     int p0, p1;
     S(rnn_share)(H, i, nth, &p0, &p1);
+    S(rnn_pack_fwd)(4, H, Whh, bhh, wp, p0, p1);
     int u0 = p0 * RNN_NR, u1 = p1 * RNN_NR < H ? p1 * RNN_NR : H;
     for (int t = 0; t < Tn; t++) {
         S(rnn_step_fwd)(4, B, H, p0, p1, hs + t * BH, wp, gh);
@@ -319,8 +323,8 @@ void S(fnn_lstm_forward)(int Tn, int B, int In, int H, const T *X, const T *Wih,
                          const T *bih, const T *bhh, T *hs, T *cs, T *G, T *gh, T *wp)
 {
     if (X) S(fnn_linear_forward)(Tn * B, In, 4 * H, X, In, Wih, bih, FNN_ACT_NONE, 0, NULL, G);
-    S(rnn_pack_fwd)(4, H, Whh, bhh, wp);
-    RNN_REGION(S(rnn_threads)(Tn, B, 4, H), S(lstm_steps_fwd)(Tn, B, H, i, nth, wp, hs, cs, G, gh));
+    RNN_REGION(S(rnn_threads)(Tn, B, 4, H),
+               S(lstm_steps_fwd)(Tn, B, H, i, nth, Whh, bhh, wp, hs, cs, G, gh));
 }
 
 /* Units [u0, u1) of every row of one step backward; dh, dc: carried gradients of
@@ -349,12 +353,13 @@ FNN_CLONES static void S(lstm_gate_bwd_units)(int B, int H, int u0, int u1, cons
     }
 }
 
-static void S(lstm_steps_bwd)(int Tn, int B, int H, int i, int nth, const T *wp, const T *cs,
-                              const T *G, const T *dY, T *dh, T *dc, T *dG)
+static void S(lstm_steps_bwd)(int Tn, int B, int H, int i, int nth, const T *Whh, T *wp,
+                              const T *cs, const T *G, const T *dY, T *dh, T *dc, T *dG)
 {
     int64_t BH = (int64_t)B * H, BG = (int64_t)B * 4 * H;
     int p0, p1;
     S(rnn_share)(H, i, nth, &p0, &p1);
+    S(rnn_pack_bwd)(4, H, Whh, wp, p0, p1);
     int u0 = p0 * RNN_NR, u1 = p1 * RNN_NR < H ? p1 * RNN_NR : H;
     for (int t = Tn - 1; t >= 0; t--) {
         S(lstm_gate_bwd_units)(B, H, u0, u1, G + t * BG, cs + t * BH, cs + (t + 1) * BH,
@@ -368,9 +373,8 @@ void S(fnn_lstm_backward)(int Tn, int B, int In, int H, const T *X, const T *Wih
                           const T *hs, const T *cs, const T *G, const T *dY, T *dh, T *dc,
                           T *dG, T *dX, T *dWih, T *dWhh, T *dbih, T *dbhh, T *wp, int accumulate)
 {
-    S(rnn_pack_bwd)(4, H, Whh, wp);
     RNN_REGION(S(rnn_threads)(Tn, B, 4, H),
-               S(lstm_steps_bwd)(Tn, B, H, i, nth, wp, cs, G, dY, dh, dc, dG));
+               S(lstm_steps_bwd)(Tn, B, H, i, nth, Whh, wp, cs, G, dY, dh, dc, dG));
     int n = Tn * B;
     S(fnn_linear_backward)(n, H, 4 * H, hs, H, Whh, FNN_ACT_NONE, 0, NULL, NULL, dG, dG, NULL,
                            dWhh, dbhh, accumulate);
