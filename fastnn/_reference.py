@@ -423,15 +423,19 @@ def conv1d_backward(wr, col, y, relu, gy, stride, dilation, pad_left, pad_right,
 
 # Time-major, torch's gate orders; hs (T+1, B, H) with hs[0] = h0 (cs[0] = c0) as
 # inputs, gates g (T, B, G*H). The input projection of all steps is one product.
+# wp, the compiled kernels' packed-W_hh workspace, is not needed here. x None: g
+# holds layer 0's input projection, and backward leaves the input side to the caller.
 def _project_inputs(x, w_ih, b_ih, g):
-    T, B, _ = x.shape
+    T, B, _ = g.shape
+    if x is None:  # g already holds the projection
+        return T, B
     g[...] = (x.reshape(T * B, -1) @ w_ih.T).reshape(g.shape)
     if b_ih is not None:
         g += b_ih
     return T, B
 
 
-def gru_forward(x, w_ih, w_hh, b_ih, b_hh, hs, g, gh):
+def gru_forward(x, w_ih, w_hh, b_ih, b_hh, hs, g, gh, wp):
     T, B = _project_inputs(x, w_ih, b_ih, g)
     H = w_hh.shape[1]
     for t in range(T):
@@ -446,11 +450,15 @@ def gru_forward(x, w_ih, w_hh, b_ih, b_hh, hs, g, gh):
 
 
 def _rnn_param_grads(x, w_ih, hs, dgx, dgh, gx, gw_ih, gw_hh, gb_ih, gb_hh, accumulate):
-    T, B, _ = x.shape
-    x2, h2 = x.reshape(T * B, -1), hs[:T].reshape(T * B, -1)
+    T, B, _ = dgx.shape
+    h2 = hs[:T].reshape(T * B, -1)
     dgx2, dgh2 = dgx.reshape(T * B, -1), dgh.reshape(T * B, -1)
-    for grad, val in ((gw_ih, dgx2.T @ x2), (gw_hh, dgh2.T @ h2),
-                      (gb_ih, dgx2.sum(0)), (gb_hh, dgh2.sum(0))):
+    pairs = [(gw_hh, dgh2.T @ h2), (gb_hh, dgh2.sum(0))]
+    if x is None:  # the caller owns the input side
+        gx = None
+    else:
+        pairs += [(gw_ih, dgx2.T @ x.reshape(T * B, -1)), (gb_ih, dgx2.sum(0))]
+    for grad, val in pairs:
         if grad is None:
             continue
         if accumulate:
@@ -462,8 +470,8 @@ def _rnn_param_grads(x, w_ih, hs, dgx, dgh, gx, gw_ih, gw_hh, gb_ih, gb_hh, accu
 
 
 def gru_backward(x, w_ih, w_hh, hs, g, gh, gy, dh, dgx, dgh, gx, gw_ih, gw_hh, gb_ih, gb_hh,
-                 accumulate=False):
-    T = x.shape[0]
+                 wp, accumulate=False):
+    T = g.shape[0]
     H = w_hh.shape[1]
     for t in range(T - 1, -1, -1):
         r, z, n = g[t, :, :H], g[t, :, H:2 * H], g[t, :, 2 * H:]
@@ -477,7 +485,7 @@ def gru_backward(x, w_ih, w_hh, hs, g, gh, gy, dh, dgx, dgh, gx, gw_ih, gw_hh, g
     _rnn_param_grads(x, w_ih, hs, dgx, dgh, gx, gw_ih, gw_hh, gb_ih, gb_hh, accumulate)
 
 
-def lstm_forward(x, w_ih, w_hh, b_ih, b_hh, hs, cs, g, gh):
+def lstm_forward(x, w_ih, w_hh, b_ih, b_hh, hs, cs, g, gh, wp):
     T, B = _project_inputs(x, w_ih, b_ih, g)
     H = w_hh.shape[1]
     for t in range(T):
@@ -493,8 +501,8 @@ def lstm_forward(x, w_ih, w_hh, b_ih, b_hh, hs, cs, g, gh):
 
 
 def lstm_backward(x, w_ih, w_hh, hs, cs, g, gy, dh, dc, dg, gx, gw_ih, gw_hh, gb_ih, gb_hh,
-                  accumulate=False):
-    T = x.shape[0]
+                  wp, accumulate=False):
+    T = g.shape[0]
     H = w_hh.shape[1]
     for t in range(T - 1, -1, -1):
         i, f, u, o = (g[t, :, k * H:(k + 1) * H] for k in range(4))

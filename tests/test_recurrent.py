@@ -32,6 +32,7 @@ def _kernel_case(rng, cell, dtype, T, B, I, H, bias, input_grad, accumulate):
     h0, c0, gy, dhn, dcn = a(B, H), a(B, H), a(T, B, H), a(B, H), a(B, H)
     grads0 = [a(G * H, I), a(G * H, H), a(G * H), a(G * H)]
     results = []
+    wp = np.empty(_ops.rnn_pack_size(G, H), dtype)
     for mod in (_ops, ref):
         hs = np.zeros((T + 1, B, H), dtype)
         hs[0] = h0
@@ -43,17 +44,17 @@ def _kernel_case(rng, cell, dtype, T, B, I, H, bias, input_grad, accumulate):
         dh = dhn.copy()
         if cell == "gru":
             gh = np.empty((T, B, G * H), dtype)
-            mod.gru_forward(x, w_ih, w_hh, b_ih, b_hh, hs, g, gh)
+            mod.gru_forward(x, w_ih, w_hh, b_ih, b_hh, hs, g, gh, wp)
             mod.gru_backward(x, w_ih, w_hh, hs, g, gh, gy, dh, np.empty_like(g), np.empty_like(g),
-                             gx, gw_ih, gw_hh, gb_ih, gb_hh, accumulate)
+                             gx, gw_ih, gw_hh, gb_ih, gb_hh, wp, accumulate)
             results.append([hs, g, gh, dh, gx, gw_ih, gw_hh, gb_ih, gb_hh])
         else:
             cs = np.zeros((T + 1, B, H), dtype)
             cs[0] = c0
             dc = dcn.copy()
-            mod.lstm_forward(x, w_ih, w_hh, b_ih, b_hh, hs, cs, g, np.empty((B, G * H), dtype))
+            mod.lstm_forward(x, w_ih, w_hh, b_ih, b_hh, hs, cs, g, np.empty((B, G * H), dtype), wp)
             mod.lstm_backward(x, w_ih, w_hh, hs, cs, g, gy, dh, dc, np.empty_like(g), gx, gw_ih,
-                              gw_hh, gb_ih, gb_hh, accumulate)
+                              gw_hh, gb_ih, gb_hh, wp, accumulate)
             results.append([hs, cs, g, dh, dc, gx, gw_ih, gw_hh, gb_ih, gb_hh])
     return results
 
@@ -75,14 +76,48 @@ def test_kernels_match_numpy_twins(cell, dtype, T, B, I, H, bias, input_grad, ac
                                    err_msg=f"{cell} output #{k}")
 
 
+@pytest.mark.parametrize("cell", ["gru", "lstm"])
+@pytest.mark.parametrize("mod", [_ops, ref], ids=["compiled", "twin"])
+def test_kernels_take_a_precomputed_input_projection(cell, mod):
+    """x None: g already holds x W_ih^T + b_ih, and backward leaves the input side alone."""
+    rng = np.random.default_rng(3)
+    G, T, B, I, H = GATES[cell], 3, 5, 4, 21
+    a = lambda *s: rng.standard_normal(s)  # noqa: E731
+    x, w_ih, w_hh, b_ih, b_hh, gy = a(T, B, I), a(G * H, I), a(G * H, H), a(G * H), a(G * H), \
+        a(T, B, H)
+    wp = np.empty(_ops.rnn_pack_size(G, H))
+    runs = []
+    for given_x in (True, False):
+        hs, cs = np.zeros((T + 1, B, H)), np.zeros((T + 1, B, H))
+        g, gh, dg, dgh = (np.zeros((T, B, G * H)) for _ in range(4))
+        if not given_x:
+            g[...] = x @ w_ih.T + b_ih
+        gw_ih, gw_hh, gb_ih, gb_hh = np.zeros_like(w_ih), np.zeros_like(w_hh), np.zeros(G * H), \
+            np.zeros(G * H)
+        dh, dc = np.zeros((B, H)), np.zeros((B, H))
+        xx = x if given_x else None
+        if cell == "gru":
+            mod.gru_forward(xx, w_ih, w_hh, b_ih, b_hh, hs, g, gh, wp)
+            mod.gru_backward(xx, w_ih, w_hh, hs, g, gh, gy, dh, dg, dgh, None, gw_ih, gw_hh, gb_ih,
+                             gb_hh, wp)
+        else:
+            mod.lstm_forward(xx, w_ih, w_hh, b_ih, b_hh, hs, cs, g, gh[0], wp)
+            mod.lstm_backward(xx, w_ih, w_hh, hs, cs, g, gy, dh, dc, dg, None, gw_ih, gw_hh, gb_ih,
+                              gb_hh, wp)
+        runs.append([hs, dg, dh, gw_hh, gb_hh, gw_ih, gb_ih])
+    for k, (u, v) in enumerate(zip(runs[0][:5], runs[1][:5])):
+        np.testing.assert_allclose(u, v, rtol=1e-12, atol=1e-12, err_msg=f"#{k}")
+    assert not runs[1][5].any() and not runs[1][6].any()  # the caller's part
+
+
 def test_kernels_reject_mismatched_shapes():
     f = lambda *s: np.ones(s)  # noqa: E731
     with pytest.raises(ValueError, match="hs"):
         _ops.gru_forward(f(2, 3, 4), f(15, 4), f(15, 5), None, None, f(2, 3, 5), f(2, 3, 15),
-                         f(2, 3, 15))
+                         f(2, 3, 15), f(_ops.rnn_pack_size(3, 5)))
     with pytest.raises(ValueError, match="weight"):
         _ops.lstm_forward(f(2, 3, 4), f(15, 4), f(15, 5), None, None, f(3, 3, 5), f(3, 3, 5),
-                          f(2, 3, 20), f(3, 20))
+                          f(2, 3, 20), f(3, 20), f(_ops.rnn_pack_size(4, 5)))
 
 
 # ============================================================== module gradients
@@ -270,10 +305,12 @@ def test_init_is_torch_uniform(cell):
 # ============================================================ threads, workspaces
 @pytest.mark.parametrize("cell", ["gru", "lstm"])
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
-def test_one_and_two_threads_bitwise_equal(cell, dtype):
-    """Large enough that the gate passes and the GEMMs take their parallel paths."""
+@pytest.mark.parametrize("H", [64, 37])
+def test_one_and_two_threads_bitwise_equal(cell, dtype, H):
+    """Large enough that the time loop and the GEMMs take their parallel paths; H = 37
+    leaves a partial panel of units."""
     rng = np.random.default_rng(5)
-    T, B, I, H = 4, 96, 48, 64
+    T, B, I = 4, 96, 48
     m = CELLS[cell](I, H, num_layers=2, dtype=dtype)
     x = rng.standard_normal((T, B, I)).astype(dtype)
     gy = rng.standard_normal((T, B, H)).astype(dtype)
@@ -400,6 +437,55 @@ def test_recurrent_lm_learns_a_toy_sequence(cls):
     assert hist.history["loss"][-1] < 0.1 * hist.history["loss"][0]
     assert trainer.evaluate(X, y)["accuracy"] == 1.0
     assert model.predict(X[:5]).shape == (5, 6)
+
+
+@pytest.mark.parametrize("cls", [GRULM, LSTMLM])
+@pytest.mark.parametrize("num_layers", [1, 2])
+def test_recurrent_lm_matches_its_layers_composed(cls, num_layers):
+    """The LM's per-token projection table gives the gradients of Embedding -> RNN ->
+    last step -> Linear run layer by layer (float64), accumulate included."""
+    fn.seed(2)
+    rng = np.random.default_rng(2)
+    m = cls(vocab=9, dim=5, hidden=7, num_layers=num_layers, dtype="float64")
+    x = rng.integers(0, 9, (4, 6))
+    g = rng.standard_normal((4, 9))
+    grads = []
+    for fused in (True, False):
+        m.zero_grad()
+        for accumulate in (False, True):
+            if fused:
+                y = m._forward(x)
+                m._backward(g, accumulate, False)
+            else:
+                out = m.rnn._forward(m.embedding._forward(x))
+                y = m.head._forward(np.ascontiguousarray(out[:, -1]))
+                gout = np.zeros_like(out)
+                gout[:, -1] = m.head._backward(g, accumulate, True)
+                m.embedding._backward(m.rnn._backward(gout, accumulate, True), accumulate, False)
+        grads.append([y.copy()] + [p.grad.copy() for p in m.parameters()])
+    for k, (u, v) in enumerate(zip(*grads)):
+        np.testing.assert_allclose(u, v, rtol=1e-11, atol=1e-13, err_msg=f"#{k}")
+
+
+@pytest.mark.parametrize("cls", [GRULM, LSTMLM])
+def test_recurrent_lm_one_and_two_threads_bitwise_equal(cls):
+    rng = np.random.default_rng(4)
+    x, y = rng.integers(0, 50, (24, 12)), rng.integers(0, 50, 24)
+    old = fn.get_num_threads()
+    weights = []
+    try:
+        for n in (1, 2):
+            fn.set_num_threads(n)
+            fn.seed(3)
+            m = cls(vocab=50, dim=16, hidden=40)
+            tr = fn.Trainer(m, fn.CrossEntropyLoss(), fn.Adam(m.parameters(), lr=1e-2))
+            for _ in range(3):
+                tr.step(x, y)
+            weights.append([p.data.copy() for p in m.parameters()])
+    finally:
+        fn.set_num_threads(old)
+    for a, b in zip(*weights):
+        np.testing.assert_array_equal(a, b)
 
 
 class TinyGRULM(fn.Module):

@@ -136,17 +136,18 @@ def conv1d_backward(wr: Float, col: Float, y: Optional[Float], relu: bool, gy: F
 
 
 # --- recurrent layers (GRU, LSTM) --------------------------------------------
-def gru_forward(x: Float, w_ih: Float, w_hh: Float, b_ih: Optional[Float], b_hh: Optional[Float],
-                hs: Float, g: Float, gh: Float) -> None: ...
-def gru_backward(x: Float, w_ih: Float, w_hh: Float, hs: Float, g: Float, gh: Float, gy: Float,
+def rnn_pack_size(G: int, H: int) -> int: ...
+def gru_forward(x_in: Optional[Float], w_ih: Float, w_hh: Float, b_ih: Optional[Float], b_hh: Optional[Float],
+                hs: Float, g: Float, gh: Float, wp: Float) -> None: ...
+def gru_backward(x_in: Optional[Float], w_ih: Float, w_hh: Float, hs: Float, g: Float, gh: Float, gy: Float,
                  dh: Float, dgx: Float, dgh: Float, gx: Optional[Float], gw_ih: Float,
-                 gw_hh: Float, gb_ih: Optional[Float], gb_hh: Optional[Float],
+                 gw_hh: Float, gb_ih: Optional[Float], gb_hh: Optional[Float], wp: Float,
                  accumulate: bool = ...) -> None: ...
-def lstm_forward(x: Float, w_ih: Float, w_hh: Float, b_ih: Optional[Float], b_hh: Optional[Float],
-                 hs: Float, cs: Float, g: Float, gh: Float) -> None: ...
-def lstm_backward(x: Float, w_ih: Float, w_hh: Float, hs: Float, cs: Float, g: Float, gy: Float,
+def lstm_forward(x_in: Optional[Float], w_ih: Float, w_hh: Float, b_ih: Optional[Float], b_hh: Optional[Float],
+                 hs: Float, cs: Float, g: Float, gh: Float, wp: Float) -> None: ...
+def lstm_backward(x_in: Optional[Float], w_ih: Float, w_hh: Float, hs: Float, cs: Float, g: Float, gy: Float,
                   dh: Float, dc: Float, dg: Float, gx: Optional[Float], gw_ih: Float,
-                  gw_hh: Float, gb_ih: Optional[Float], gb_hh: Optional[Float],
+                  gw_hh: Float, gb_ih: Optional[Float], gb_hh: Optional[Float], wp: Float,
                   accumulate: bool = ...) -> None: ...
 
 

@@ -16,6 +16,7 @@ reverse, feeding the recurrent layer the gradient of its output.
 import numpy as np
 
 from .. import _validation as V
+from .._kernels import _ops
 from ..nn.layers import Embedding, Linear
 from ..nn.module import Module
 from ..nn.recurrent import GRU, LSTM
@@ -45,23 +46,48 @@ class _RecurrentLM(Module):
             raise ValueError(f"x is empty (shape {x.shape})")
         return x
 
+    # The recurrent layer's first input projection e W_ih^T + b_ih of an embedded
+    # token depends on the token alone: it is computed once per step for the whole
+    # vocabulary (a (vocab, dim) product) and gathered per position, and its
+    # gradient is scattered back per token before the products for W_ih, b_ih and
+    # the embedding, so three (batch*context, dim) GEMMs shrink to (vocab, dim)
+    # ones. The embedding layer only holds the weight.
     def _forward(self, x):
-        e = self.embedding._forward(x)                 # (batch, context, dim)
-        out = self.rnn._forward(e)                     # (batch, context, hidden)
-        last = self._buffer("last", (out.shape[0], self.hidden))
-        np.copyto(last, out[:, -1])
+        B, C = x.shape
+        ids = self._buffer("ids", (C, B), np.int64)    # time-major, as the GRU/LSTM runs
+        np.copyto(ids, x.T)
+        w_ih, b_ih = self._input_side()
+        table = self._buffer("table", (self.vocab, w_ih.shape[0]))
+        _ops.linear_forward(self.embedding.weight.data, w_ih.data,
+                            None if b_ih is None else b_ih.data, _ops.ACT_NONE, 0.0, None, table)
+        g0 = self.rnn._gates0(C, B)
+        _ops.embedding_forward(ids.reshape(-1), table, g0.reshape(C * B, -1))
+        last = self.rnn._forward(None, last_only=True)  # (batch, hidden): the last step
         y = self.head._forward(last)                   # (batch, vocab)
         self._out = y
         return y
 
+    def _input_side(self):
+        p = self.rnn._parameters
+        return p["weight_ih_l0"], p.get("bias_ih_l0")
+
     def _backward(self, grad, accumulate, need_input_grad):
         g_last = self.head._backward(grad, accumulate, True)
-        B, C = self.rnn._dims[1], self.rnn._dims[0]
-        g_out = self._buffer("g_out", (B, C, self.hidden))
-        g_out[...] = 0
-        g_out[:, -1] = g_last                          # only the last step feeds the head
-        g_emb = self.rnn._backward(g_out, accumulate, True)
-        self.embedding._backward(g_emb, accumulate, False)
+        gh = self._buffer("g_hn", (self.rnn.num_layers, g_last.shape[0], self.hidden))
+        gh[:-1] = 0
+        gh[-1] = g_last                                # only the last step feeds the head
+        self.rnn._backward(None, accumulate, False, gh)
+        C, B = self.rnn._dims
+        w_ih, b_ih = self._input_side()
+        gtable = self._buffer("gtable", (self.vocab, w_ih.shape[0]))
+        _ops.embedding_backward(self._buffer("ids", (C, B), np.int64).reshape(-1),
+                                self.rnn._dgates0().reshape(C * B, -1), gtable)
+        emb = self.embedding.weight
+        gemb = self._buffer("gemb", emb.grad.shape) if accumulate else emb.grad
+        _ops.linear_backward(emb.data, w_ih.data, _ops.ACT_NONE, 0.0, None, None, gtable, gtable,
+                             gemb, w_ih.grad, None if b_ih is None else b_ih.grad, accumulate)
+        if accumulate:
+            emb.grad += gemb
         return None
 
     def config(self):

@@ -3,10 +3,12 @@ state-dict names, gate order and initialization, so a state dict moves between
 fastnn and ``torch.nn.GRU`` / ``torch.nn.LSTM`` unchanged.
 
 Each layer of the stack is two compiled calls (csrc/fnn_rnn.h): forward runs the
-input projection of all time steps as one GEMM, then per step one GEMM
-``h W_hh^T + b_hh`` and one fused gate pass; backward runs through time with a
-fused gate backward and one GEMM per step, then the weight gradients and the
-input gradient as single GEMMs over all steps.
+input projection of all time steps as one GEMM, then the time loop in one
+parallel region, each thread owning a block of hidden units (its rows of
+``h W_hh^T + b_hh`` over W_hh packed once per call, then its gates, one barrier
+per step); backward runs through time the same way (fused gate backward, then
+its columns of ``dG W_hh``), then the weight gradients and the input gradient as
+single GEMMs over all steps.
 
 The library has no autograd, so the gradients flow explicitly::
 
@@ -39,7 +41,7 @@ class _RNNBase(Module):
     _gates = 0  # gate blocks stacked in the weights: 3 (GRU) or 4 (LSTM)
     _has_cell = False
     _transient = Module._transient + ("_xt", "_hs", "_cs", "_g", "_gh", "_hn", "_cn", "_dh",
-                                      "_dc", "_dims")
+                                      "_dc", "_dims", "_g_in", "_dg")
 
     def __init__(self, input_size, hidden_size, num_layers=1, bias=True, batch_first=False,
                  dropout=0.0, bidirectional=False, dtype="float32"):
@@ -108,10 +110,28 @@ class _RNNBase(Module):
         return h
 
     # --- computation -------------------------------------------------------------
-    def _forward(self, x, h0=None, c0=None):
-        """output (view of a workspace); h_n (and c_n) kept in self._hn (self._cn)."""
+    def _gates0(self, T, B):
+        """Layer 0's gate workspace (T, B, G*H), for a caller that computes the input
+        projection x W_ih^T + b_ih itself (the language models, from a table of it
+        per token): fill it, then call _forward(None)."""
+        self._dims = (T, B)
+        self._g_in = self._buffer("g", (self.num_layers, T, B, self._gates * self.hidden_size))
+        return self._g_in[0]
+
+    def _dgates0(self):
+        """After _backward of a _forward(None): the gradient of layer 0's input
+        projection (T, B, G*H), whose parameter and input gradients the caller owns."""
+        return self._dg
+
+    def _forward(self, x, h0=None, c0=None, last_only=False):
+        """output (view of a workspace), or with last_only the last layer's h_n alone
+        (batch, hidden); h_n (and c_n) kept in self._hn (self._cn). x None: layer 0's
+        input projection is already in _gates0(T, B)."""
         L, H, G = self.num_layers, self.hidden_size, self._gates
-        if self.batch_first:
+        if x is None:
+            T, B = self._dims
+            xt = None
+        elif self.batch_first:
             B, T = x.shape[0], x.shape[1]
             xt = self._buffer("xt", (T, B, x.shape[2]))
             np.copyto(xt, x.transpose(1, 0, 2))
@@ -119,13 +139,14 @@ class _RNNBase(Module):
             T, B = x.shape[0], x.shape[1]
             xt = x
         hs = self._buffer("hs", (L, T + 1, B, H))
-        g = self._buffer("g", (L, T, B, G * H))
+        g = self._g_in if x is None else self._buffer("g", (L, T, B, G * H))
         cs = gh = None
         if self._has_cell:
             cs = self._buffer("cs", (L, T + 1, B, H))
             gh = self._buffer("gh", (B, G * H))
         else:
             gh = self._buffer("gh", (L, T, B, G * H))
+        wp = self._buffer("wp", (_ops.rnn_pack_size(G, H),))
         inp = xt
         for l in range(L):
             w_ih, w_hh, b_ih, b_hh = self._layer(l)
@@ -140,11 +161,14 @@ class _RNNBase(Module):
                     cs[l, 0] = 0
                 else:
                     cs[l, 0] = c0[l]
-                _ops.lstm_forward(inp, w_ih.data, w_hh.data, b_ih, b_hh, hs[l], cs[l], g[l], gh)
+                _ops.lstm_forward(inp, w_ih.data, w_hh.data, b_ih, b_hh, hs[l], cs[l], g[l], gh,
+                                  wp)
             else:
-                _ops.gru_forward(inp, w_ih.data, w_hh.data, b_ih, b_hh, hs[l], g[l], gh[l])
+                _ops.gru_forward(inp, w_ih.data, w_hh.data, b_ih, b_hh, hs[l], g[l], gh[l], wp)
             inp = hs[l, 1:]
-        if self.batch_first:
+        if last_only:
+            out = hs[L - 1, T]
+        elif self.batch_first:
             out = self._buffer("out", (B, T, H))
             np.copyto(out, inp.transpose(1, 0, 2))
         else:
@@ -163,8 +187,10 @@ class _RNNBase(Module):
         L, H, G = self.num_layers, self.hidden_size, self._gates
         T, B = self._dims
         if grad is None:
+            fresh = ("gy0", (T, B, H)) not in self._workspace
             gy = self._buffer("gy0", (T, B, H))
-            gy[...] = 0
+            if fresh:  # the kernels only read it
+                gy[...] = 0
         elif self.batch_first:
             gy = self._buffer("gyt", (T, B, H))
             np.copyto(gy, grad.transpose(1, 0, 2))
@@ -179,13 +205,14 @@ class _RNNBase(Module):
         dg = self._buffer("dgx", (T, B, G * H))
         dgh = None if self._has_cell else self._buffer("dgh", (T, B, G * H))
         mid = self._buffer("gmid", (2, T, B, H)) if L > 1 else None
+        wp = self._buffer("wp", (_ops.rnn_pack_size(G, H),))
         gx = None
         for l in range(L - 1, -1, -1):
             w_ih, w_hh, b_ih, b_hh = self._layer(l)
             inp = self._xt if l == 0 else self._hs[l - 1, 1:]
             if l > 0:
                 gx = mid[l % 2]
-            elif need_input_grad:
+            elif need_input_grad and inp is not None:
                 gx = self._buffer("gx", self._xt.shape)
             else:
                 gx = None
@@ -194,13 +221,13 @@ class _RNNBase(Module):
             if self._has_cell:
                 _ops.lstm_backward(inp, w_ih.data, w_hh.data, self._hs[l], self._cs[l],
                                    self._g[l], gy, dh[l], dc[l], dg, gx, w_ih.grad, w_hh.grad,
-                                   gb_ih, gb_hh, accumulate)
+                                   gb_ih, gb_hh, wp, accumulate)
             else:
                 _ops.gru_backward(inp, w_ih.data, w_hh.data, self._hs[l], self._g[l],
                                   self._gh[l], gy, dh[l], dg, dgh, gx, w_ih.grad, w_hh.grad,
-                                  gb_ih, gb_hh, accumulate)
+                                  gb_ih, gb_hh, wp, accumulate)
             gy = gx
-        self._dh, self._dc = dh, dc
+        self._dh, self._dc, self._dg = dh, dc, dg
         if gx is None or not self.batch_first:
             return gx
         gxb = self._buffer("gxb", (B, T, self.input_size))
