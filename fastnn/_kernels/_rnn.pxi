@@ -44,12 +44,8 @@ def gru_forward(x_in, floating[:, ::1] w_ih, floating[:, ::1] w_hh,
     cdef floating *pbi = &b_ih[0] if b_ih is not None else NULL
     cdef floating *pbh = &b_hh[0] if b_hh is not None else NULL
     with nogil:
-        if floating is float:
-            fnn_gru_forward_f32(Tn, B, I, H, px, &w_ih[0, 0], &w_hh[0, 0], pbi, pbh,
-                                &hs[0, 0, 0], &g[0, 0, 0], &gh[0, 0, 0], &wp[0])
-        else:
-            fnn_gru_forward_f64(Tn, B, I, H, px, &w_ih[0, 0], &w_hh[0, 0], pbi, pbh,
-                                &hs[0, 0, 0], &g[0, 0, 0], &gh[0, 0, 0], &wp[0])
+        fnn_gru_forward(Tn, B, I, H, px, &w_ih[0, 0], &w_hh[0, 0], pbi, pbh, &hs[0, 0, 0],
+                        &g[0, 0, 0], &gh[0, 0, 0], &wp[0])
 
 
 def gru_backward(x_in, floating[:, ::1] w_ih, floating[:, ::1] w_hh,
@@ -77,16 +73,9 @@ def gru_backward(x_in, floating[:, ::1] w_ih, floating[:, ::1] w_hh,
     cdef floating *pbi = &gb_ih[0] if gb_ih is not None and x is not None else NULL
     cdef floating *pbh = &gb_hh[0] if gb_hh is not None else NULL
     with nogil:
-        if floating is float:
-            fnn_gru_backward_f32(Tn, B, I, H, px, &w_ih[0, 0], &w_hh[0, 0], &hs[0, 0, 0],
-                                 &g[0, 0, 0], &gh[0, 0, 0], &gy[0, 0, 0], &dh[0, 0],
-                                 &dgx[0, 0, 0], &dgh[0, 0, 0], pgx, pgw, &gw_hh[0, 0],
-                                 pbi, pbh, &wp[0], accumulate)
-        else:
-            fnn_gru_backward_f64(Tn, B, I, H, px, &w_ih[0, 0], &w_hh[0, 0], &hs[0, 0, 0],
-                                 &g[0, 0, 0], &gh[0, 0, 0], &gy[0, 0, 0], &dh[0, 0],
-                                 &dgx[0, 0, 0], &dgh[0, 0, 0], pgx, pgw, &gw_hh[0, 0],
-                                 pbi, pbh, &wp[0], accumulate)
+        fnn_gru_backward(Tn, B, I, H, px, &w_ih[0, 0], &w_hh[0, 0], &hs[0, 0, 0], &g[0, 0, 0],
+                         &gh[0, 0, 0], &gy[0, 0, 0], &dh[0, 0], &dgx[0, 0, 0], &dgh[0, 0, 0],
+                         pgx, pgw, &gw_hh[0, 0], pbi, pbh, &wp[0], accumulate)
 
 
 def lstm_forward(x_in, floating[:, ::1] w_ih, floating[:, ::1] w_hh,
@@ -106,12 +95,8 @@ def lstm_forward(x_in, floating[:, ::1] w_ih, floating[:, ::1] w_hh,
     cdef floating *pbi = &b_ih[0] if b_ih is not None else NULL
     cdef floating *pbh = &b_hh[0] if b_hh is not None else NULL
     with nogil:
-        if floating is float:
-            fnn_lstm_forward_f32(Tn, B, I, H, px, &w_ih[0, 0], &w_hh[0, 0], pbi, pbh,
-                                 &hs[0, 0, 0], &cs[0, 0, 0], &g[0, 0, 0], &gh[0, 0], &wp[0])
-        else:
-            fnn_lstm_forward_f64(Tn, B, I, H, px, &w_ih[0, 0], &w_hh[0, 0], pbi, pbh,
-                                 &hs[0, 0, 0], &cs[0, 0, 0], &g[0, 0, 0], &gh[0, 0], &wp[0])
+        fnn_lstm_forward(Tn, B, I, H, px, &w_ih[0, 0], &w_hh[0, 0], pbi, pbh, &hs[0, 0, 0],
+                         &cs[0, 0, 0], &g[0, 0, 0], &gh[0, 0], &wp[0])
 
 
 def lstm_backward(x_in, floating[:, ::1] w_ih, floating[:, ::1] w_hh,
@@ -140,13 +125,6 @@ def lstm_backward(x_in, floating[:, ::1] w_ih, floating[:, ::1] w_hh,
     cdef floating *pbi = &gb_ih[0] if gb_ih is not None and x is not None else NULL
     cdef floating *pbh = &gb_hh[0] if gb_hh is not None else NULL
     with nogil:
-        if floating is float:
-            fnn_lstm_backward_f32(Tn, B, I, H, px, &w_ih[0, 0], &w_hh[0, 0],
-                                  &hs[0, 0, 0], &cs[0, 0, 0], &g[0, 0, 0], &gy[0, 0, 0],
-                                  &dh[0, 0], &dc[0, 0], &dg[0, 0, 0], pgx, pgw,
-                                  &gw_hh[0, 0], pbi, pbh, &wp[0], accumulate)
-        else:
-            fnn_lstm_backward_f64(Tn, B, I, H, px, &w_ih[0, 0], &w_hh[0, 0],
-                                  &hs[0, 0, 0], &cs[0, 0, 0], &g[0, 0, 0], &gy[0, 0, 0],
-                                  &dh[0, 0], &dc[0, 0], &dg[0, 0, 0], pgx, pgw,
-                                  &gw_hh[0, 0], pbi, pbh, &wp[0], accumulate)
+        fnn_lstm_backward(Tn, B, I, H, px, &w_ih[0, 0], &w_hh[0, 0], &hs[0, 0, 0], &cs[0, 0, 0],
+                          &g[0, 0, 0], &gy[0, 0, 0], &dh[0, 0], &dc[0, 0], &dg[0, 0, 0], pgx,
+                          pgw, &gw_hh[0, 0], pbi, pbh, &wp[0], accumulate)
