@@ -441,14 +441,18 @@ def test_recurrent_lm_learns_a_toy_sequence(cls):
 
 @pytest.mark.parametrize("cls", [GRULM, LSTMLM])
 @pytest.mark.parametrize("num_layers", [1, 2])
-def test_recurrent_lm_matches_its_layers_composed(cls, num_layers):
-    """The LM's per-token projection table gives the gradients of Embedding -> RNN ->
-    last step -> Linear run layer by layer (float64), accumulate included."""
+@pytest.mark.parametrize("per_position", [False, True])
+@pytest.mark.parametrize("vocab", [9, 30])
+def test_recurrent_lm_matches_its_layers_composed(cls, num_layers, per_position, vocab):
+    """The LM gives the outputs and gradients of Embedding -> RNN -> last step (or
+    every step) -> Linear run layer by layer (float64), accumulate included: with
+    its per-token projection table (vocab 9 < 24 positions) and without (30)."""
     fn.seed(2)
     rng = np.random.default_rng(2)
-    m = cls(vocab=9, dim=5, hidden=7, num_layers=num_layers, dtype="float64")
-    x = rng.integers(0, 9, (4, 6))
-    g = rng.standard_normal((4, 9))
+    m = cls(vocab=vocab, dim=5, hidden=7, num_layers=num_layers, dtype="float64",
+            per_position=per_position)
+    x = rng.integers(0, vocab, (4, 6))
+    g = rng.standard_normal((4, 6, vocab) if per_position else (4, vocab))
     grads = []
     for fused in (True, False):
         m.zero_grad()
@@ -458,9 +462,13 @@ def test_recurrent_lm_matches_its_layers_composed(cls, num_layers):
                 m._backward(g, accumulate, False)
             else:
                 out = m.rnn._forward(m.embedding._forward(x))
-                y = m.head._forward(np.ascontiguousarray(out[:, -1]))
-                gout = np.zeros_like(out)
-                gout[:, -1] = m.head._backward(g, accumulate, True)
+                if per_position:
+                    y = m.head._forward(out)
+                    gout = m.head._backward(g, accumulate, True)
+                else:
+                    y = m.head._forward(np.ascontiguousarray(out[:, -1]))
+                    gout = np.zeros_like(out)
+                    gout[:, -1] = m.head._backward(g, accumulate, True)
                 m.embedding._backward(m.rnn._backward(gout, accumulate, True), accumulate, False)
         grads.append([y.copy()] + [p.grad.copy() for p in m.parameters()])
     for k, (u, v) in enumerate(zip(*grads)):

@@ -108,7 +108,7 @@ def _rnn(kind):
     def build(vocab, context, embed, hidden, dtype, dropout):
         from . import rnnlm
         _no_dropout(kind, dropout)
-        return getattr(rnnlm, kind)(vocab, embed, hidden, dtype=dtype)
+        return getattr(rnnlm, kind)(vocab, embed, hidden, dtype=dtype, per_position=True)
     return build
 
 

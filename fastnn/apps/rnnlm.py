@@ -27,8 +27,9 @@ __all__ = ["GRULM", "LSTMLM"]
 class _RecurrentLM(Module):
     _cell = None
 
-    def __init__(self, vocab, dim, hidden, num_layers=1, dtype="float32"):
+    def __init__(self, vocab, dim, hidden, num_layers=1, dtype="float32", per_position=False):
         super().__init__()
+        self.per_position = bool(per_position)
         self.vocab = V.positive_int(vocab, "vocab")
         self.dim = V.positive_int(dim, "dim")
         self.hidden = V.positive_int(hidden, "hidden")
@@ -51,9 +52,15 @@ class _RecurrentLM(Module):
     # vocabulary (a (vocab, dim) product) and gathered per position, and its
     # gradient is scattered back per token before the products for W_ih, b_ih and
     # the embedding, so three (batch*context, dim) GEMMs shrink to (vocab, dim)
-    # ones. The embedding layer only holds the weight.
+    # ones. When the vocabulary has more tokens than the batch has positions the
+    # table would cost more, and the embedding and the recurrent layer run as layers.
     def _forward(self, x):
         B, C = x.shape
+        self._by_layers = self.vocab > B * C
+        if self._by_layers:
+            out = self.rnn._forward(self.embedding._forward(x), last_only=not self.per_position)
+            self._out = self.head._forward(out)
+            return self._out
         ids = self._buffer("ids", (C, B), np.int64)    # time-major, as the GRU/LSTM runs
         np.copyto(ids, x.T)
         w_ih, b_ih = self._input_side()
@@ -62,21 +69,29 @@ class _RecurrentLM(Module):
                             None if b_ih is None else b_ih.data, _ops.ACT_NONE, 0.0, None, table)
         g0 = self.rnn._gates0(C, B)
         _ops.embedding_forward(ids.reshape(-1), table, g0.reshape(C * B, -1))
-        last = self.rnn._forward(None, last_only=True)  # (batch, hidden): the last step
-        y = self.head._forward(last)                   # (batch, vocab)
-        self._out = y
-        return y
+        # (batch, hidden), the last step; per position (batch, context, hidden)
+        out = self.rnn._forward(None, last_only=not self.per_position)
+        self._out = self.head._forward(out)
+        return self._out
 
     def _input_side(self):
         p = self.rnn._parameters
         return p["weight_ih_l0"], p.get("bias_ih_l0")
 
     def _backward(self, grad, accumulate, need_input_grad):
-        g_last = self.head._backward(grad, accumulate, True)
-        gh = self._buffer("g_hn", (self.rnn.num_layers, g_last.shape[0], self.hidden))
-        gh[:-1] = 0
-        gh[-1] = g_last                                # only the last step feeds the head
-        self.rnn._backward(None, accumulate, False, gh)
+        g = self.head._backward(grad, accumulate, True)
+        g_out = gh = None
+        if self.per_position:
+            g_out = g
+        else:
+            gh = self._buffer("g_hn", (self.rnn.num_layers, g.shape[0], self.hidden))
+            gh[:-1] = 0
+            gh[-1] = g                                 # only the last step feeds the head
+        if self._by_layers:
+            gx = self.rnn._backward(g_out, accumulate, True, gh)
+            self.embedding._backward(gx, accumulate, False)
+            return None
+        self.rnn._backward(g_out, accumulate, False, gh)
         C, B = self.rnn._dims
         w_ih, b_ih = self._input_side()
         gtable = self._buffer("gtable", (self.vocab, w_ih.shape[0]))
@@ -92,7 +107,7 @@ class _RecurrentLM(Module):
 
     def config(self):
         return {"vocab": self.vocab, "dim": self.dim, "hidden": self.hidden,
-                "num_layers": self.rnn.num_layers}
+                "num_layers": self.rnn.num_layers, "per_position": self.per_position}
 
     def extra_repr(self):
         return f"vocab={self.vocab}, dim={self.dim}, hidden={self.hidden}"
@@ -100,7 +115,9 @@ class _RecurrentLM(Module):
 
 class GRULM(_RecurrentLM):
     """(batch, context) ids -> Embedding(vocab, dim) -> GRU(dim, hidden, batch_first)
-    -> last step -> Linear(hidden, vocab): next-token logits (batch, vocab)."""
+    -> last step -> Linear(hidden, vocab): next-token logits (batch, vocab). With
+    ``per_position=True`` the head runs at every step: (batch, context, vocab)
+    logits, trained with (batch, context) targets."""
     _cell = GRU
 
 
