@@ -234,10 +234,14 @@ def train_lm(text, tokenizer="char", context=DEFAULTS["context"], embed=DEFAULTS
     tokens), ``vocab_size``, ``context``, ``n_train`` and ``n_val``.
 
     ``arch`` picks the model (a key of ARCHITECTURES: "mlp", the fixed-window
-    MLP; "transformer", two causal pre-LN blocks with ``embed`` as d_model and
-    ``hidden`` as the feed-forward width). ``budget`` (seconds) stops training
-    after the first epoch that ends past it, for comparing architectures at
-    equal wall-clock time.
+    MLP; "bow", the mean of the context's embeddings; "cnn", "gru", "lstm";
+    "transformer", two causal pre-LN blocks with ``embed`` as d_model and
+    ``hidden`` as the feed-forward width). The cnn, gru, lstm and transformer
+    rows predict after every position (``per_position``) and train on windows
+    side by side with every next token as a target; all rows are validated on
+    the token after the last position of the same windows. ``budget``
+    (seconds) stops training after the first epoch that ends past it, for
+    comparing architectures at equal wall-clock time.
     """
     text = T._check_text(text)
     if not text:
