@@ -268,18 +268,28 @@ static void S(gru_steps_bwd)(int Tn, int B, int H, int i, int nth, const T *Whh,
     }
 }
 
+/* After the time loop: dW_hh, db_hh from the n = T*B stacked h_{t-1} and the
+ * recurrent gate gradients dGh; dW_ih, db_ih, dX from the inputs and dGx (left
+ * to the caller when X is NULL). One product each over all steps. */
+static void S(rnn_weight_grads)(int n, int In, int H, int G, const T *X, const T *Wih,
+                                const T *Whh, const T *hs, T *dGh, T *dGx, T *dX, T *dWih,
+                                T *dWhh, T *dbih, T *dbhh, int accumulate)
+{
+    S(fnn_linear_backward)(n, H, G * H, hs, H, Whh, FNN_ACT_NONE, 0, NULL, NULL, dGh, dGh, NULL,
+                           dWhh, dbhh, accumulate);
+    if (X)
+        S(fnn_linear_backward)(n, In, G * H, X, In, Wih, FNN_ACT_NONE, 0, NULL, NULL, dGx, dGx,
+                               dX, dWih, dbih, accumulate);
+}
+
 void S(fnn_gru_backward)(int Tn, int B, int In, int H, const T *X, const T *Wih, const T *Whh,
                          const T *hs, const T *G, const T *Gh, const T *dY, T *dh, T *dGx,
                          T *dGh, T *dX, T *dWih, T *dWhh, T *dbih, T *dbhh, T *wp, int accumulate)
 {
     RNN_REGION(S(rnn_threads)(Tn, B, 3, H),
                S(gru_steps_bwd)(Tn, B, H, i, nth, Whh, wp, hs, G, Gh, dY, dh, dGx, dGh));
-    int n = Tn * B;
-    S(fnn_linear_backward)(n, H, 3 * H, hs, H, Whh, FNN_ACT_NONE, 0, NULL, NULL, dGh, dGh, NULL,
-                           dWhh, dbhh, accumulate);
-    if (X)
-        S(fnn_linear_backward)(n, In, 3 * H, X, In, Wih, FNN_ACT_NONE, 0, NULL, NULL, dGx, dGx, dX,
-                               dWih, dbih, accumulate);
+    S(rnn_weight_grads)(Tn * B, In, H, 3, X, Wih, Whh, hs, dGh, dGx, dX, dWih, dWhh, dbih, dbhh,
+                        accumulate);
 }
 
 /* ------------------------------------------------------------------ LSTM */
@@ -375,12 +385,8 @@ void S(fnn_lstm_backward)(int Tn, int B, int In, int H, const T *X, const T *Wih
 {
     RNN_REGION(S(rnn_threads)(Tn, B, 4, H),
                S(lstm_steps_bwd)(Tn, B, H, i, nth, Whh, wp, cs, G, dY, dh, dc, dG));
-    int n = Tn * B;
-    S(fnn_linear_backward)(n, H, 4 * H, hs, H, Whh, FNN_ACT_NONE, 0, NULL, NULL, dG, dG, NULL,
-                           dWhh, dbhh, accumulate);
-    if (X)
-        S(fnn_linear_backward)(n, In, 4 * H, X, In, Wih, FNN_ACT_NONE, 0, NULL, NULL, dG, dG, dX,
-                               dWih, dbih, accumulate);
+    S(rnn_weight_grads)(Tn * B, In, H, 4, X, Wih, Whh, hs, dG, dG, dX, dWih, dWhh, dbih, dbhh,
+                        accumulate);
 }
 
 #undef RNN_VL
