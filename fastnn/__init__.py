@@ -1,6 +1,6 @@
 """fastnn: neural networks for multicore CPUs, with a compiled Cython/C/OpenMP
 core under a PyTorch-shaped API."""
-__version__ = "0.1.0"
+from ._version import __version__
 
 from ._threading import get_num_threads, set_num_threads
 from ._random import seed

@@ -5,7 +5,7 @@ import sys
 import numpy as np
 import scipy
 
-from . import __version__
+from ._version import __version__
 from ._kernels import _ops
 from ._threading import blas_info, get_num_threads
 

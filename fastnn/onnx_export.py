@@ -24,7 +24,7 @@ import os
 
 import numpy as np
 
-from . import __version__
+from ._version import __version__
 from ._atomic import atomic_write
 from .nn.activations import GELU, LeakyReLU, ReLU, Sigmoid, Softmax, Tanh
 from .nn.layers import Dropout, Embedding, Flatten, LayerNorm, Linear

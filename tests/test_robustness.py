@@ -480,3 +480,22 @@ def test_eval_mode_forward_is_the_compiled_program_and_backward_still_works():
     model.backward(loss.backward())
     for a, p in zip(g_compiled, model.parameters()):
         np.testing.assert_array_equal(a, p.grad)
+
+
+PYPROJECT = os.path.join(os.path.dirname(__file__), os.pardir, "pyproject.toml")
+
+
+@pytest.mark.skipif(not os.path.exists(PYPROJECT), reason="no pyproject.toml next to the tests")
+def test_version_is_the_packages_and_imports_no_cycle():
+    """One version everywhere (pyproject, fastnn.__version__, info(), checkpoints),
+    read from fastnn._version, which imports nothing of fastnn."""
+    import ast
+    import re
+    import fastnn
+    from fastnn import _version
+    with open(PYPROJECT) as fh:
+        declared = re.search(r'^version = "([^"]+)"', fh.read(), re.M).group(1)
+    assert fastnn.__version__ == _version.__version__ == declared
+    with open(_version.__file__) as fh:
+        tree = ast.parse(fh.read())
+    assert not [n for n in tree.body if isinstance(n, (ast.Import, ast.ImportFrom))]

@@ -171,7 +171,7 @@ def _checkpoint_arrays(model, optimizer, scheduler):
 
 
 def _library_version():
-    from .. import __version__
+    from .._version import __version__
     return __version__
 
 
