@@ -18,6 +18,7 @@ from fastnn._kernels import _ops
 from fastnn.apps.transformerlm import TransformerLM
 from fastnn.nn.attention import (MultiheadAttention, PositionalEmbedding, Residual,
                                  TransformerBlock)
+from numeric import numeric_grad
 
 SETTINGS = settings(max_examples=25, deadline=None, database=None,
                     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
@@ -138,20 +139,6 @@ def test_mha_kernel_masked_probabilities_are_exact_zeros():
 
 
 # ============================================================ gradient checks
-EPS = 1e-6
-
-
-def numeric_grad(f, arr):
-    g = np.zeros(arr.shape)
-    for idx in np.ndindex(arr.shape):
-        old = arr[idx]
-        arr[idx] = old + EPS
-        fp = f()
-        arr[idx] = old - EPS
-        fm = f()
-        arr[idx] = old
-        g[idx] = (fp - fm) / (2 * EPS)
-    return g
 
 
 def check_grads(module, run, x, input_grad=True, rtol=1e-6, atol=1e-8):

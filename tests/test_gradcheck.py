@@ -8,23 +8,9 @@ import numpy as np
 import pytest
 
 import fastnn as fn
+from numeric import numeric_grad
 
-EPS = 1e-6
 RTOL, ATOL = 1e-6, 1e-8
-
-
-def numeric_grad(f, arr, eps=EPS):
-    """Central differences of the scalar f() with respect to arr, perturbed in place."""
-    g = np.zeros(arr.shape, np.float64)
-    for idx in np.ndindex(arr.shape):
-        old = arr[idx]
-        arr[idx] = old + eps
-        fp = f()
-        arr[idx] = old - eps
-        fm = f()
-        arr[idx] = old
-        g[idx] = (fp - fm) / (2 * eps)
-    return g
 
 
 def assert_grad(analytic, numeric, what=""):

@@ -18,6 +18,7 @@ from fastnn import _reference as ref
 from fastnn._kernels import _ops
 from fastnn.apps.rnnlm import GRULM, LSTMLM
 from fastnn.nn.recurrent import GRU, LSTM
+from numeric import numeric_grad
 
 CELLS = {"gru": GRU, "lstm": LSTM}
 GATES = {"gru": 3, "lstm": 4}
@@ -125,19 +126,6 @@ def _state_shape(m, B):
     return (m.num_layers, B, m.hidden_size)
 
 
-def _numeric(f, arr, eps=1e-6):
-    g = np.zeros(arr.shape)
-    for idx in np.ndindex(arr.shape):
-        old = arr[idx]
-        arr[idx] = old + eps
-        fp = f()
-        arr[idx] = old - eps
-        fm = f()
-        arr[idx] = old
-        g[idx] = (fp - fm) / (2 * eps)
-    return g
-
-
 @pytest.mark.parametrize("cell", ["gru", "lstm"])
 @pytest.mark.parametrize("num_layers,bias,batch_first", [(1, True, False), (2, True, True),
                                                           (2, False, False)])
@@ -165,12 +153,12 @@ def test_gradcheck_float64(cell, num_layers, bias, batch_first):
         gx, gh0 = m.backward(R, Rh)
     else:
         gx, (gh0, gc0) = m.backward(R, Rh, Rc)
-        np.testing.assert_allclose(gc0, _numeric(loss, c0), rtol=1e-6, atol=1e-8, err_msg="c0")
-    np.testing.assert_allclose(gx, _numeric(loss, x), rtol=1e-6, atol=1e-8, err_msg="x")
-    np.testing.assert_allclose(gh0, _numeric(loss, h0), rtol=1e-6, atol=1e-8, err_msg="h0")
+        np.testing.assert_allclose(gc0, numeric_grad(loss, c0), rtol=1e-6, atol=1e-8, err_msg="c0")
+    np.testing.assert_allclose(gx, numeric_grad(loss, x), rtol=1e-6, atol=1e-8, err_msg="x")
+    np.testing.assert_allclose(gh0, numeric_grad(loss, h0), rtol=1e-6, atol=1e-8, err_msg="h0")
     grads = {name: p.grad.copy() for name, p in m.named_parameters()}
     for name, p in m.named_parameters():
-        np.testing.assert_allclose(grads[name], _numeric(loss, p.data), rtol=1e-6, atol=1e-8,
+        np.testing.assert_allclose(grads[name], numeric_grad(loss, p.data), rtol=1e-6, atol=1e-8,
                                    err_msg=name)
 
 
@@ -182,7 +170,7 @@ def test_gradcheck_without_h0_and_state_grads():
     R = rng.standard_normal((4, 2, 3))
     m(x)
     gx, gh0 = m.backward(R)
-    np.testing.assert_allclose(gx, _numeric(lambda: float(np.sum(m(x)[0] * R)), x),
+    np.testing.assert_allclose(gx, numeric_grad(lambda: float(np.sum(m(x)[0] * R)), x),
                                rtol=1e-6, atol=1e-8)
     assert gh0.shape == (1, 2, 3)
 

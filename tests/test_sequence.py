@@ -17,6 +17,7 @@ from fastnn import _reference as ref
 from fastnn._kernels import _ops
 from fastnn.apps.seqmodels import BagOfWordsLM, CausalConvLM
 from fastnn.nn.sequence import Conv1d, EmbeddingBag
+from numeric import numeric_grad
 
 SETTINGS = settings(max_examples=40, deadline=None, database=None,
                     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
@@ -235,20 +236,6 @@ def test_results_do_not_depend_on_thread_count(case, dtype):
 
 
 # ========================================================= float64 gradient checks
-EPS = 1e-6
-
-
-def numeric_grad(f, arr):
-    g = np.zeros(arr.shape)
-    for i in np.ndindex(arr.shape):
-        old = arr[i]
-        arr[i] = old + EPS
-        fp = f()
-        arr[i] = old - EPS
-        fm = f()
-        arr[i] = old
-        g[i] = (fp - fm) / (2 * EPS)
-    return g
 
 
 def check_layer(layer, x, input_grad=True, seed=0, reseed=None):
