@@ -4,13 +4,15 @@ Every step, each rank runs forward and backward on its shard of the global
 batch; the gradients are averaged with one in-place ``Allreduce`` over the
 model's flat gradient buffer (or a few bucketed ``Iallreduce`` calls overlapped
 with the backward pass), and every rank applies the same update, so the
-replicas never diverge. The shard's output gradient is scaled by n_r/N before
-the backward pass, so the summed gradients are the gradient of the global mean
-loss even when shards are unequal, and no extra pass over the parameters is
-needed.
+replicas never diverge. The shard's output gradient is scaled by n_r/N in the
+backward pass, so the summed gradients are the gradient of the global mean
+loss. (The compiled forward-backward runs before the ranks have agreed on N
+and scales by 1/ranks, which is n_r/N for equal shards; only unequal shards
+take an extra pass over the gradient.)
 
-Before touching any weight, the ranks agree on the step with one tiny
-``Allreduce`` of (samples, summed loss, error flag): a batch rejected on one
+After the forward pass and before touching any weight, the ranks agree on the
+step with one tiny ``Allreduce`` of (samples, summed loss, error flag), the
+only collective besides the gradients' per step: a batch rejected on one
 rank (bad labels, wrong shape) raises the same exception type on every rank
 and changes nothing anywhere. Anything that fails after that point, an
 uncaught exception on any rank, or a collective that waits longer than
@@ -205,10 +207,10 @@ class DistributedTrainer(Trainer):
         self.abort_on_error = bool(abort_on_error)
         self.timings = {"steps": 0, "step_s": 0.0, "allreduce_s": 0.0, "agree_s": 0.0}
         self._nsteps = 0
-        self._scalar = np.zeros(1)
         self._grad, self._pack = self._gradient_buffer()
         # one rank is a Trainer: the whole step in one compiled call
         self._single_process = self.size == 1
+        self._processes = self.size
         self._root = self.rank == 0
         self._watchdog = _WATCHDOG if self.size > 1 and timeout != float("inf") else None
         if self.size > 1:
@@ -365,14 +367,6 @@ class DistributedTrainer(Trainer):
         _abort(self.comm, f"fastnn.distributed: {_where(self.comm)} failed in {where}:\n{text}"
                           "fastnn.distributed: aborting the MPI job so the other ranks "
                           "do not hang")
-
-    def _sum(self, value, what):
-        if self.size == 1:
-            return value
-        buf = self._scalar
-        buf[0] = value
-        self._allreduce(buf, what)
-        return float(buf[0])
 
     def _allreduce(self, array, what):
         if self.size == 1:

@@ -53,7 +53,7 @@ class Trainer:
         self.clip_grad_norm = clip_grad_norm
         self.stop_training = False
         self._last_output = None
-        self._stats = np.zeros(2)  # rows and an error flag, agreed before any change
+        self._stats = np.zeros(3)  # rows, summed loss, error flag: agreed before any change
         self._gscaled = None
 
     def __getstate__(self):
@@ -126,16 +126,26 @@ class Trainer:
 
     def _pipeline_step(self, x, y, sample_weight, fused):
         """The step in stages, with the data-parallel hooks between them: this
-        process's forward and loss → agree on the rows (nothing has changed yet,
-        so a batch rejected anywhere is rejected everywhere) → the summed loss (a
-        non-finite one stops every process here) → backward of
-        the loss gradient scaled by n/N → gradients summed over processes → clip
-        → update → schedule. With ``fused``, forward through backward and the
-        update are compiled calls; for one process the hooks do nothing."""
+        process's forward and loss (with ``fused``, forward and backward in one
+        compiled call) → one agreement on the rows, the summed loss and any
+        error (no weight has changed yet, so a batch rejected anywhere is
+        rejected everywhere and a non-finite loss stops every process) →
+        backward of the loss gradient scaled by n/N → gradients summed over
+        processes → clip → update → schedule. For one process the hooks do
+        nothing.
+
+        The compiled backward runs before the rows are agreed, so it scales by
+        1/processes, which is n/N when the shards are equal (the usual case,
+        exactly); unequal shards rescale the gradient afterwards."""
         n, value, error = 0, 0.0, None
+        guess = 1.0 / self._processes
         try:
             if fused is not None:
+                prog, code, smoothing, seg = fused
                 n = x.shape[0]
+                self.model.train()
+                value = prog.forward_backward(x, y, code, smoothing, guess)
+                self._last_output = prog.output
             elif not self._empty_shard(x, y):
                 x, y = self._check_xy(x, y)
                 n = x.shape[0]
@@ -150,23 +160,17 @@ class Trainer:
         except Exception as exc:  # noqa: BLE001 - every process raises it in _agree
             error, n, value = exc, 0, 0.0
         stats = self._stats
-        stats[0], stats[1] = n, 0.0
-        self._agree(error, stats, "Allreduce of the rows")
-        total = stats[0]
+        stats[0], stats[1] = n, n * value if n else 0.0
+        self._agree(error, stats, "Allreduce of the rows and the loss")
+        total, loss_sum = stats[0], stats[1]
         if total == 0:
             raise self._everywhere(ValueError("x is an empty batch on every rank"))
-        scale = n / total
-        if fused is not None:
-            prog, code, smoothing, seg = fused
-            self.model.train()
-            value = prog.forward_backward(x, y, code, smoothing, scale)
-            self._last_output = prog.output
-        # Processes may take different paths (compiled or not, rows or none): they
-        # issue the same collectives all the same (this sum, then the gradients').
-        loss_sum = self._sum(n * value if n else 0.0, "Allreduce of the loss")
         if not np.isfinite(loss_sum):
             raise self._diverged(loss_sum / total)
+        scale = n / total
         if fused is not None:
+            if scale != guess:
+                np.multiply(seg.grad, scale / guess, out=seg.grad)
             self._allreduce(seg.grad, "Allreduce of the gradients")
             update = self.optimizer._begin_step()
             max_norm = -1.0 if self.clip_grad_norm is None else self.clip_grad_norm
@@ -193,6 +197,7 @@ class Trainer:
     # --- hooks between the stages: one process here; fastnn.distributed
     # overrides them with MPI collectives ------------------------------------------
     _single_process = True  # the step may be one compiled call
+    _processes = 1          # how many processes share each batch
     _root = True            # this process reports progress and writes checkpoints
 
     def _agree(self, error, stats, what):
@@ -203,10 +208,6 @@ class Trainer:
     def _everywhere(self, exc):
         """An exception every process raises at the same point."""
         return exc
-
-    def _sum(self, value, what):
-        """A number summed over processes."""
-        return value
 
     def _allreduce(self, array, what):
         """``array`` summed over processes, in place."""
