@@ -219,8 +219,8 @@ def _thread_cases(dtype):
     def losses():
         gm, gb_ = np.empty_like(flat), np.empty_like(flat)
         p = 1 / (1 + np.exp(-flat))
-        return (_ops.mse(flat, g.reshape(-1), gm), gm, _ops.bce_logits(flat, p, gb_), gb_,
-                _ops.sumsq(flat))
+        return (_ops.pointwise_loss(_ops.LOSS_MSE, flat, g.reshape(-1), gm), gm,
+                _ops.pointwise_loss(_ops.LOSS_BCE_LOGITS, flat, p, gb_), gb_, _ops.sumsq(flat))
 
     def optim():
         p, m, v = flat.copy(), np.zeros_like(flat), np.zeros_like(flat)
@@ -404,7 +404,8 @@ def test_mse(dtype, n, with_grad, k, seed):
     g_k = np.full(n, np.nan, dtype) if with_grad else None
     g_r = np.empty(n, dtype) if with_grad else None
     kw = {} if k is None else {"weight": w, "k": k}
-    assert_loss_close(_ops.mse(y, t, g_k, **kw), ref.mse(y, t, g_r, **kw), dtype)
+    got = _ops.pointwise_loss(_ops.LOSS_MSE, y, t, g_k, **kw)
+    assert_loss_close(got, ref.mse(y, t, g_r, **kw), dtype)
     if with_grad:
         assert_close(g_k, g_r, dtype, scale=float(np.abs(g_r).max()) + 1e-30)
 
@@ -424,7 +425,7 @@ def test_bce(dtype, n, with_grad, soft, k, seed):
     kw = {} if k is None else {"weight": w, "k": k}
     with np.errstate(divide="ignore"):
         want = ref.bce(p, t, g_r, **kw)
-    got = _ops.bce(p, t, g_k, **kw)
+    got = _ops.pointwise_loss(_ops.LOSS_BCE, p, t, g_k, **kw)
     assert np.isfinite(got)
     assert_loss_close(got, want, dtype)
     if with_grad:
@@ -443,7 +444,7 @@ def test_bce_logits(dtype, n, with_grad, k, seed):
     g_k = np.full(n, np.nan, dtype) if with_grad else None
     g_r = np.empty(n, dtype) if with_grad else None
     kw = {} if k is None else {"weight": w, "k": k}
-    got = _ops.bce_logits(z, t, g_k, **kw)
+    got = _ops.pointwise_loss(_ops.LOSS_BCE_LOGITS, z, t, g_k, **kw)
     want = ref.bce_logits(z, t, g_r, **kw)
     assert np.isfinite(got)
     assert_loss_close(got, want, dtype)
@@ -495,9 +496,9 @@ def test_loss_weights_checked(dtype):
     y = np.ones(6, dtype)
     for w, k in ((np.ones(4, dtype), 2), (np.ones(3, dtype), 4), (np.ones(6, dtype), 0),
                  (np.ones(2, dtype), 2)):
-        for func in (_ops.mse, _ops.bce_logits):
+        for kind in (_ops.LOSS_MSE, _ops.LOSS_BCE_LOGITS):
             with pytest.raises(ValueError):
-                func(y, y, None, w, k)
+                _ops.pointwise_loss(kind, y, y, None, w, k)
     z = np.ones((3, 2), dtype)
     with pytest.raises(ValueError):
         _ops.cross_entropy_labels(z, np.zeros(3, np.int64), 0.0, None, np.ones(2, dtype))
@@ -505,18 +506,20 @@ def test_loss_weights_checked(dtype):
         _ops.cross_entropy_probs(z, z / 2, 0.0, None, np.ones(4, dtype))
     other = np.float64 if dtype == np.float32 else np.float32
     with pytest.raises((TypeError, ValueError)):
-        _ops.mse(y, y, None, np.ones(3, other), 2)
+        _ops.pointwise_loss(_ops.LOSS_MSE, y, y, None, np.ones(3, other), 2)
     with pytest.raises((TypeError, ValueError)):
-        _ops.mse(y, y, None, np.ones(6, dtype)[::2], 2)  # right length, but strided
+        # right length, but strided
+        _ops.pointwise_loss(_ops.LOSS_MSE, y, y, None, np.ones(6, dtype)[::2], 2)
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_unit_weights_equal_unweighted(dtype):
     rng = np.random.default_rng(4)
     y, t = randn(rng, 12, dtype), rng.uniform(size=12).astype(dtype)
-    for func in (_ops.mse, _ops.bce_logits):
+    for kind in (_ops.LOSS_MSE, _ops.LOSS_BCE_LOGITS):
         g1, g2 = np.empty(12, dtype), np.empty(12, dtype)
-        assert func(y, t, g1) == pytest.approx(func(y, t, g2, np.ones(4, dtype), 3), rel=1e-12)
+        assert _ops.pointwise_loss(kind, y, t, g1) == pytest.approx(
+            _ops.pointwise_loss(kind, y, t, g2, np.ones(4, dtype), 3), rel=1e-12)
         np.testing.assert_array_equal(g1, g2)
     z, labels = randn(rng, (4, 3), dtype), rng.integers(0, 3, 4)
     g1, g2 = np.empty_like(z), np.empty_like(z)
@@ -884,9 +887,7 @@ def kernel_calls(dtype=np.float64):
         ("act_backward", _ops.act_backward, [5, 0.0, f(6), f(6), f(6), f(6)]),
         ("softmax_forward", _ops.softmax_forward, [f(4, 3), f(4, 3)]),
         ("softmax_backward", _ops.softmax_backward, [f(4, 3), f(4, 3), f(4, 3)]),
-        ("mse", _ops.mse, [f(6), f(6), f(6)]),
-        ("bce", _ops.bce, [f(6) / 2, f(6), f(6)]),
-        ("bce_logits", _ops.bce_logits, [f(6), f(6), f(6)]),
+        ("pointwise_loss", _ops.pointwise_loss, [_ops.LOSS_BCE, f(6) / 2, f(6), f(6)]),
         ("cross_entropy_labels", _ops.cross_entropy_labels, [f(4, 3), _i(4), 0.0, f(4, 3)]),
         ("cross_entropy_probs", _ops.cross_entropy_probs, [f(4, 3), f(4, 3) / 3, 0.0, f(4, 3)]),
         ("sgd", _ops.sgd, [f(6), f(6), f(6), 0.1, 0.9, 0.0, 0.0, False, False]),
@@ -1046,9 +1047,11 @@ def test_gelu_without_z_raises():
 
 
 def test_losses_reject_empty():
-    for func in (_ops.mse, _ops.bce, _ops.bce_logits):
+    for kind in (_ops.LOSS_MSE, _ops.LOSS_BCE, _ops.LOSS_BCE_LOGITS):
         with pytest.raises(ValueError):
-            func(_f(0), _f(0), None)
+            _ops.pointwise_loss(kind, _f(0), _f(0), None)
+    with pytest.raises(ValueError, match="kind"):
+        _ops.pointwise_loss(_ops.LOSS_CE_LABELS, _f(6), _f(6), None)
     with pytest.raises(ValueError):
         _ops.cross_entropy_labels(_f(0, 3), _i(0), 0.0, None)
     with pytest.raises(ValueError):
@@ -1151,10 +1154,10 @@ def test_codes_are_the_headers():
 
 
 def test_reference_codes_are_the_kernels():
-    """The twins write the activation and bag codes out (they must not import the
-    module they check); they are the values the kernels use."""
-    names = [k for k in vars(_ops) if re.match(r"(ACT|BAG)_[A-Z_]+$", k)]
-    assert len(names) == 10
+    """The twins write the activation, loss and bag codes out (they must not import
+    the module they check); they are the values the kernels use."""
+    names = [k for k in vars(_ops) if re.match(r"(ACT|LOSS|BAG)_[A-Z_]+$", k)]
+    assert len(names) == 15
     for name in names:
         assert getattr(ref, name) == getattr(_ops, name), name
 
