@@ -15,6 +15,7 @@ from hypothesis import strategies as st
 import fastnn as fn
 from fastnn import _reference as ref
 from fastnn._kernels import _ops
+from threads import assert_same_at_1_and_2_threads
 
 SETTINGS = settings(max_examples=30, deadline=None, database=None,
                     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
@@ -174,24 +175,20 @@ def test_linear_large_shape_crosses_thread_threshold():
         w = randn(rng, (n_out, n_in), dtype, 0.1)
         b = randn(rng, n_out, dtype)
         gy = randn(rng, (n, n_out), dtype)
-        results = []
-        old = fn.get_num_threads()
-        try:
-            for threads in (1, 2):
-                fn.set_num_threads(threads)
-                z, y = np.empty((n, n_out), dtype), np.empty((n, n_out), dtype)
-                _ops.linear_forward(x, w, b, _ops.ACT_GELU, 0.0, z, y)
-                gz, gx = np.empty_like(y), np.empty_like(x)
-                gw, gb = np.empty_like(w), np.empty_like(b)
-                _ops.linear_backward(x, w, _ops.ACT_GELU, 0.0, z, y, gy, gz, gx, gw, gb, False)
-                results.append((y, gx, gw, gb))
-        finally:
-            fn.set_num_threads(old)
-        for a, c in zip(*results):
-            np.testing.assert_array_equal(a, c)
+        y = assert_same_at_1_and_2_threads(lambda: _linear_step(x, w, b, gy, _ops.ACT_GELU))[0]
         z_r, y_r = np.empty((n, n_out), dtype), np.empty((n, n_out), dtype)
         ref.linear_forward(x, w, b, _ops.ACT_GELU, 0.0, z_r, y_r)
-        assert_close(results[0][0], y_r, dtype)
+        assert_close(y, y_r, dtype)
+
+
+def _linear_step(x, w, b, gy, act):
+    """(y, gx, gw, gb) of one linear_forward + linear_backward with activation act."""
+    n, n_out = x.shape[0], w.shape[0]
+    z, y = np.empty((n, n_out), x.dtype), np.empty((n, n_out), x.dtype)
+    _ops.linear_forward(x, w, b, act, 0.0, z, y)
+    gz, gx, gw, gb = np.empty_like(y), np.empty_like(x), np.empty_like(w), np.empty_like(b)
+    _ops.linear_backward(x, w, act, 0.0, z, y, gy, gz, gx, gw, gb, False)
+    return [y, gx, gw, gb]
 
 
 def _thread_cases(dtype):
@@ -247,17 +244,7 @@ def _thread_cases(dtype):
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("case", list(_thread_cases(np.float64)))
 def test_results_do_not_depend_on_thread_count(case, dtype):
-    func = _thread_cases(dtype)[case]
-    old = fn.get_num_threads()
-    try:
-        fn.set_num_threads(1)
-        one = func()
-        fn.set_num_threads(2)
-        two = func()
-    finally:
-        fn.set_num_threads(old)
-    for a, b in zip(one, two):
-        np.testing.assert_array_equal(a, b)
+    assert_same_at_1_and_2_threads(_thread_cases(dtype)[case])
 
 
 @pytest.mark.skipif(not _ops.openmp_enabled(), reason="serial build: one thread only")
@@ -274,20 +261,7 @@ def test_linear_does_not_depend_on_thread_count(shape, dtype):
     rng = np.random.default_rng(8)
     x, w = randn(rng, (n, n_in), dtype), randn(rng, (n_out, n_in), dtype)
     b, gy = randn(rng, n_out, dtype), randn(rng, (n, n_out), dtype)
-    runs = []
-    old = fn.get_num_threads()
-    try:
-        for threads in (1, 2):
-            fn.set_num_threads(threads)
-            z, y = np.empty((n, n_out), dtype), np.empty((n, n_out), dtype)
-            _ops.linear_forward(x, w, b, _ops.ACT_TANH, 0.0, z, y)
-            gz, gx, gw, gb = np.empty_like(y), np.empty_like(x), np.empty_like(w), np.empty_like(b)
-            _ops.linear_backward(x, w, _ops.ACT_TANH, 0.0, z, y, gy, gz, gx, gw, gb, False)
-            runs.append({"y": y, "gx": gx, "gw": gw, "gb": gb})
-    finally:
-        fn.set_num_threads(old)
-    for k in runs[0]:
-        np.testing.assert_array_equal(runs[0][k], runs[1][k], err_msg=k)
+    assert_same_at_1_and_2_threads(lambda: _linear_step(x, w, b, gy, _ops.ACT_TANH))
 
 
 # ================================================================= activations
@@ -452,6 +426,20 @@ def test_bce_logits(dtype, n, with_grad, k, seed):
         np.testing.assert_allclose(g_k, g_r, rtol=tol(dtype), atol=tol(dtype) / n)
 
 
+def _check_cross_entropy(name, z, target, smoothing, with_grad, weighted, rng):
+    """Kernel `name` and its twin agree on the loss and (into a NaN-filled buffer,
+    so every element must be written) the gradient; weighted: random row weights."""
+    (n, c), dtype = z.shape, z.dtype.type
+    g_k = np.full((n, c), np.nan, dtype) if with_grad else None
+    g_r = np.empty((n, c), dtype) if with_grad else None
+    kw = {"weight": _weights(rng, n, 1, dtype)[1]} if weighted else {}
+    got = getattr(_ops, name)(z, target, smoothing, g_k, **kw)
+    want = getattr(ref, name)(z, target, smoothing, g_r, **kw)
+    assert_loss_close(got, want, dtype)
+    if with_grad:
+        np.testing.assert_allclose(g_k, g_r, rtol=tol(dtype), atol=tol(dtype) / n)
+
+
 @SETTINGS
 @given(dtype=DTYPES, n=DIM, c=DIM, smoothing=st.sampled_from([0.0, 0.1, 0.25, 1.0]),
        with_grad=st.booleans(), scale=st.sampled_from([1.0, 50.0]), weighted=st.booleans(),
@@ -460,14 +448,7 @@ def test_cross_entropy_labels(dtype, n, c, smoothing, with_grad, scale, weighted
     rng = np.random.default_rng(seed)
     z = randn(rng, (n, c), dtype, scale)
     labels = rng.integers(0, c, n).astype(np.int64)
-    g_k = np.full((n, c), np.nan, dtype) if with_grad else None
-    g_r = np.empty((n, c), dtype) if with_grad else None
-    kw = {"weight": _weights(rng, n, 1, dtype)[1]} if weighted else {}
-    got = _ops.cross_entropy_labels(z, labels, smoothing, g_k, **kw)
-    want = ref.cross_entropy_labels(z, labels, smoothing, g_r, **kw)
-    assert_loss_close(got, want, dtype)
-    if with_grad:
-        np.testing.assert_allclose(g_k, g_r, rtol=tol(dtype), atol=tol(dtype) / n)
+    _check_cross_entropy("cross_entropy_labels", z, labels, smoothing, with_grad, weighted, rng)
 
 
 @SETTINGS
@@ -480,14 +461,7 @@ def test_cross_entropy_probs(dtype, n, c, smoothing, with_grad, one_hot, weighte
         probs = np.eye(c, dtype=dtype)[rng.integers(0, c, n)]
     else:
         probs = rng.dirichlet(np.ones(c), n).astype(dtype)
-    g_k = np.full((n, c), np.nan, dtype) if with_grad else None
-    g_r = np.empty((n, c), dtype) if with_grad else None
-    kw = {"weight": _weights(rng, n, 1, dtype)[1]} if weighted else {}
-    got = _ops.cross_entropy_probs(z, probs, smoothing, g_k, **kw)
-    want = ref.cross_entropy_probs(z, probs, smoothing, g_r, **kw)
-    assert_loss_close(got, want, dtype)
-    if with_grad:
-        np.testing.assert_allclose(g_k, g_r, rtol=tol(dtype), atol=tol(dtype) / n)
+    _check_cross_entropy("cross_entropy_probs", z, probs, smoothing, with_grad, weighted, rng)
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
@@ -800,18 +774,12 @@ def test_dropout_forward_bitwise_float32_rounding(p):
 def test_dropout_statistics_and_threads():
     n, p = 200_000, 0.3
     x = np.ones(n)
-    results = []
-    old = fn.get_num_threads()
-    try:
-        for threads in (1, 2):
-            fn.set_num_threads(threads)
-            y, mask = np.empty(n), np.empty(n)
-            _ops.dropout_forward(x, y, mask, p, 12345)
-            results.append(mask)
-    finally:
-        fn.set_num_threads(old)
-    np.testing.assert_array_equal(results[0], results[1])
-    mask = results[0]
+
+    def run():
+        y, mask = np.empty(n), np.empty(n)
+        _ops.dropout_forward(x, y, mask, p, 12345)
+        return [mask]
+    mask = assert_same_at_1_and_2_threads(run)[0]
     assert set(np.unique(mask)) == {0.0, 1 / (1 - p)}
     assert abs((mask == 0).mean() - p) < 0.005
     y2, mask2 = np.empty(n), np.empty(n)
