@@ -23,13 +23,10 @@ void FNN_S(fnn_softmax_forward)(int n, int C, const FNN_T *x, FNN_T *y);
 void FNN_S(fnn_softmax_backward)(int n, int C, const FNN_T *y, const FNN_T *gy, FNN_T *gx);
 
 /* Losses: mean loss returned, gradient of the mean written to grad (may be NULL);
- * w: optional weight per row of k elements (NULL: unweighted). */
-double FNN_S(fnn_mse)(int64_t N, const FNN_T *y, const FNN_T *t, FNN_T *grad, const FNN_T *w,
-                      int64_t k);
-double FNN_S(fnn_bce)(int64_t N, const FNN_T *p, const FNN_T *t, FNN_T *grad, const FNN_T *w,
-                      int64_t k);
-double FNN_S(fnn_bce_logits)(int64_t N, const FNN_T *z, const FNN_T *t, FNN_T *grad,
-                             const FNN_T *w, int64_t k);
+ * w: optional weight per row of k elements (NULL: unweighted). The pointwise ones
+ * take kind FNN_LOSS_MSE, FNN_LOSS_BCE (y: probabilities) or FNN_LOSS_BCE_LOGITS. */
+double FNN_S(fnn_pointwise_loss)(int kind, int64_t N, const FNN_T *y, const FNN_T *t,
+                                 FNN_T *grad, const FNN_T *w, int64_t k);
 /* Softmax cross-entropy on logits; targets are labels (int64) or probs (n, C). */
 double FNN_S(fnn_cross_entropy)(int n, int C, const FNN_T *z, const int64_t *labels,
                                 const FNN_T *probs, FNN_T smoothing, FNN_T *grad,

@@ -148,17 +148,11 @@ static void S(rnn_step_bwd)(int G, int B, int H, int p0, int p1, const T *dg, co
     }
 }
 
-/* Threads for the time loop (at most one per panel) and the panels of thread i. */
+/* Threads for the time loop (at most one per panel). */
 static inline int S(rnn_threads)(int Tn, int B, int G, int H)
 {
     int nt = fnn_threads_for((double)Tn * B * G * H * H * FNN_GEMM_PER_FLOP), P = S(rnn_panels)(H);
     return nt < P ? nt : P;
-}
-static inline void S(rnn_share)(int H, int i, int nth, int *p0, int *p1)
-{
-    int P = S(rnn_panels)(H);
-    *p0 = (int)((int64_t)P * i / nth);
-    *p1 = (int)((int64_t)P * (i + 1) / nth);
 }
 
 #ifdef _OPENMP
@@ -205,29 +199,6 @@ FNN_CLONES static void S(gru_gate_units)(int B, int H, int u0, int u1, T *g, con
     }
 }
 
-static void S(gru_steps_fwd)(int Tn, int B, int H, int i, int nth, const T *Whh, const T *bhh,
-                             T *wp, T *hs, T *G, T *Gh)
-{
-    int64_t BH = (int64_t)B * H, BG = (int64_t)B * 3 * H;
-    int p0, p1;
-    S(rnn_share)(H, i, nth, &p0, &p1);
-    S(rnn_pack_fwd)(3, H, Whh, bhh, wp, p0, p1);
-    int u0 = p0 * RNN_NR, u1 = p1 * RNN_NR < H ? p1 * RNN_NR : H;
-    for (int t = 0; t < Tn; t++) {
-        S(rnn_step_fwd)(3, B, H, p0, p1, hs + t * BH, wp, Gh + t * BG);
-        S(gru_gate_units)(B, H, u0, u1, G + t * BG, Gh + t * BG, hs + t * BH, hs + (t + 1) * BH);
-        RNN_BARRIER(nth);
-    }
-}
-
-void S(fnn_gru_forward)(int Tn, int B, int In, int H, const T *X, const T *Wih, const T *Whh,
-                        const T *bih, const T *bhh, T *hs, T *G, T *Gh, T *wp)
-{
-    if (X) S(fnn_linear_forward)(Tn * B, In, 3 * H, X, In, Wih, bih, FNN_ACT_NONE, 0, NULL, G);
-    RNN_REGION(S(rnn_threads)(Tn, B, 3, H),
-               S(gru_steps_fwd)(Tn, B, H, i, nth, Whh, bhh, wp, hs, G, Gh));
-}
-
 /* Units [u0, u1) of every row of one step backward. dh: the carried gradient of
  * h_t in, of h_{t-1} through z out (the product term is added after). */
 FNN_CLONES static void S(gru_gate_bwd_units)(int B, int H, int u0, int u1, const T *g,
@@ -251,47 +222,6 @@ FNN_CLONES static void S(gru_gate_bwd_units)(int B, int H, int u0, int u1, const
     }
 }
 
-static void S(gru_steps_bwd)(int Tn, int B, int H, int i, int nth, const T *Whh, T *wp,
-                             const T *hs, const T *G, const T *Gh, const T *dY, T *dh, T *dGx,
-                             T *dGh)
-{
-    int64_t BH = (int64_t)B * H, BG = (int64_t)B * 3 * H;
-    int p0, p1;
-    S(rnn_share)(H, i, nth, &p0, &p1);
-    S(rnn_pack_bwd)(3, H, Whh, wp, p0, p1);
-    int u0 = p0 * RNN_NR, u1 = p1 * RNN_NR < H ? p1 * RNN_NR : H;
-    for (int t = Tn - 1; t >= 0; t--) {
-        S(gru_gate_bwd_units)(B, H, u0, u1, G + t * BG, Gh + t * BG, hs + t * BH, dY + t * BH,
-                              dh, dGx + t * BG, dGh + t * BG);
-        RNN_BARRIER(nth);  /* the product reads every unit's dG */
-        S(rnn_step_bwd)(3, B, H, p0, p1, dGh + t * BG, wp, 1, dh);
-    }
-}
-
-/* After the time loop: dW_hh, db_hh from the n = T*B stacked h_{t-1} and the
- * recurrent gate gradients dGh; dW_ih, db_ih, dX from the inputs and dGx (left
- * to the caller when X is NULL). One product each over all steps. */
-static void S(rnn_weight_grads)(int n, int In, int H, int G, const T *X, const T *Wih,
-                                const T *Whh, const T *hs, T *dGh, T *dGx, T *dX, T *dWih,
-                                T *dWhh, T *dbih, T *dbhh, int accumulate)
-{
-    S(fnn_linear_backward)(n, H, G * H, hs, H, Whh, FNN_ACT_NONE, 0, NULL, NULL, dGh, dGh, NULL,
-                           dWhh, dbhh, accumulate);
-    if (X)
-        S(fnn_linear_backward)(n, In, G * H, X, In, Wih, FNN_ACT_NONE, 0, NULL, NULL, dGx, dGx,
-                               dX, dWih, dbih, accumulate);
-}
-
-void S(fnn_gru_backward)(int Tn, int B, int In, int H, const T *X, const T *Wih, const T *Whh,
-                         const T *hs, const T *G, const T *Gh, const T *dY, T *dh, T *dGx,
-                         T *dGh, T *dX, T *dWih, T *dWhh, T *dbih, T *dbhh, T *wp, int accumulate)
-{
-    RNN_REGION(S(rnn_threads)(Tn, B, 3, H),
-               S(gru_steps_bwd)(Tn, B, H, i, nth, Whh, wp, hs, G, Gh, dY, dh, dGx, dGh));
-    S(rnn_weight_grads)(Tn * B, In, H, 3, X, Wih, Whh, hs, dGh, dGx, dX, dWih, dWhh, dbih, dbhh,
-                        accumulate);
-}
-
 /* ------------------------------------------------------------------ LSTM */
 /* Units [u0, u1) of every row of one step. g: x W_ih^T + b_ih in, (i, f, g, o) out;
  * gh: h W_hh^T + b_hh. */
@@ -311,30 +241,6 @@ FNN_CLONES static void S(lstm_gate_units)(int B, int H, int u0, int u1, T *g, co
         for (int64_t j = 0; j < n; j++) cc[j] = gf[j] * p[j] + gi[j] * gg[j];
         for (int64_t j = 0; j < n; j++) o[j] = go[j] * TANH(cc[j]);
     }
-}
-
-static void S(lstm_steps_fwd)(int Tn, int B, int H, int i, int nth, const T *Whh, const T *bhh,
-                              T *wp, T *hs, T *cs, T *G, T *gh)
-{
-    int64_t BH = (int64_t)B * H, BG = (int64_t)B * 4 * H;
-    int p0, p1;
-    S(rnn_share)(H, i, nth, &p0, &p1);
-    S(rnn_pack_fwd)(4, H, Whh, bhh, wp, p0, p1);
-    int u0 = p0 * RNN_NR, u1 = p1 * RNN_NR < H ? p1 * RNN_NR : H;
-    for (int t = 0; t < Tn; t++) {
-        S(rnn_step_fwd)(4, B, H, p0, p1, hs + t * BH, wp, gh);
-        S(lstm_gate_units)(B, H, u0, u1, G + t * BG, gh, cs + t * BH, cs + (t + 1) * BH,
-                           hs + (t + 1) * BH);
-        RNN_BARRIER(nth);
-    }
-}
-
-void S(fnn_lstm_forward)(int Tn, int B, int In, int H, const T *X, const T *Wih, const T *Whh,
-                         const T *bih, const T *bhh, T *hs, T *cs, T *G, T *gh, T *wp)
-{
-    if (X) S(fnn_linear_forward)(Tn * B, In, 4 * H, X, In, Wih, bih, FNN_ACT_NONE, 0, NULL, G);
-    RNN_REGION(S(rnn_threads)(Tn, B, 4, H),
-               S(lstm_steps_fwd)(Tn, B, H, i, nth, Whh, bhh, wp, hs, cs, G, gh));
 }
 
 /* Units [u0, u1) of every row of one step backward; dh, dc: carried gradients of
@@ -363,29 +269,100 @@ FNN_CLONES static void S(lstm_gate_bwd_units)(int B, int H, int u0, int u1, cons
     }
 }
 
-static void S(lstm_steps_bwd)(int Tn, int B, int H, int i, int nth, const T *Whh, T *wp,
-                              const T *cs, const T *G, const T *dY, T *dh, T *dc, T *dG)
+/* ------------------------------------------------------- the time loops */
+/* One GRU (cs == NULL, 3 gates) or LSTM (cs given, 4 gates) layer: the cells
+ * differ only in their gate passes; the thread's share of W_hh, its packing and
+ * the time loop with one barrier per step are the same. */
+#define RNN_GATES(cs) ((cs) ? 4 : 3)
+
+/* Thread i's panels [p0, p1) and their units [u0, u1). */
+typedef struct { int p0, p1, u0, u1; } S(rnn_part);
+static inline S(rnn_part) S(rnn_share)(int H, int i, int nth)
 {
-    int64_t BH = (int64_t)B * H, BG = (int64_t)B * 4 * H;
-    int p0, p1;
-    S(rnn_share)(H, i, nth, &p0, &p1);
-    S(rnn_pack_bwd)(4, H, Whh, wp, p0, p1);
-    int u0 = p0 * RNN_NR, u1 = p1 * RNN_NR < H ? p1 * RNN_NR : H;
-    for (int t = Tn - 1; t >= 0; t--) {
-        S(lstm_gate_bwd_units)(B, H, u0, u1, G + t * BG, cs + t * BH, cs + (t + 1) * BH,
-                               dY + t * BH, dh, dc, dG + t * BG);
-        RNN_BARRIER(nth);  /* the product reads every unit's dG */
-        S(rnn_step_bwd)(4, B, H, p0, p1, dG + t * BG, wp, 0, dh);
+    int P = S(rnn_panels)(H);
+    S(rnn_part) r;
+    r.p0 = (int)((int64_t)P * i / nth);
+    r.p1 = (int)((int64_t)P * (i + 1) / nth);
+    r.u0 = r.p0 * RNN_NR;
+    r.u1 = r.p1 * RNN_NR < H ? r.p1 * RNN_NR : H;
+    return r;
+}
+
+/* gh: the GRU keeps every step's h W_hh^T + b_hh (Tn*B, 3H) for backward; the
+ * LSTM reuses one step's (B, 4H). */
+static void S(rnn_steps_fwd)(int Tn, int B, int H, int i, int nth, const T *Whh, const T *bhh,
+                             T *wp, T *hs, T *cs, T *G, T *gh)
+{
+    int ng = RNN_GATES(cs);
+    int64_t BH = (int64_t)B * H, BG = BH * ng, ghs = cs ? 0 : BG;
+    S(rnn_part) r = S(rnn_share)(H, i, nth);
+    S(rnn_pack_fwd)(ng, H, Whh, bhh, wp, r.p0, r.p1);
+    for (int t = 0; t < Tn; t++) {
+        T *ght = gh + t * ghs;
+        S(rnn_step_fwd)(ng, B, H, r.p0, r.p1, hs + t * BH, wp, ght);
+        if (cs)
+            S(lstm_gate_units)(B, H, r.u0, r.u1, G + t * BG, ght, cs + t * BH, cs + (t + 1) * BH,
+                               hs + (t + 1) * BH);
+        else
+            S(gru_gate_units)(B, H, r.u0, r.u1, G + t * BG, ght, hs + t * BH, hs + (t + 1) * BH);
+        RNN_BARRIER(nth);
     }
 }
 
-void S(fnn_lstm_backward)(int Tn, int B, int In, int H, const T *X, const T *Wih, const T *Whh,
-                          const T *hs, const T *cs, const T *G, const T *dY, T *dh, T *dc,
-                          T *dG, T *dX, T *dWih, T *dWhh, T *dbih, T *dbhh, T *wp, int accumulate)
+void S(fnn_rnn_forward)(int Tn, int B, int In, int H, const T *X, const T *Wih, const T *Whh,
+                        const T *bih, const T *bhh, T *hs, T *cs, T *G, T *gh, T *wp)
 {
-    RNN_REGION(S(rnn_threads)(Tn, B, 4, H),
-               S(lstm_steps_bwd)(Tn, B, H, i, nth, Whh, wp, cs, G, dY, dh, dc, dG));
-    S(rnn_weight_grads)(Tn * B, In, H, 4, X, Wih, Whh, hs, dG, dG, dX, dWih, dWhh, dbih, dbhh,
+    int ng = RNN_GATES(cs);
+    if (X) S(fnn_linear_forward)(Tn * B, In, ng * H, X, In, Wih, bih, FNN_ACT_NONE, 0, NULL, G);
+    RNN_REGION(S(rnn_threads)(Tn, B, ng, H),
+               S(rnn_steps_fwd)(Tn, B, H, i, nth, Whh, bhh, wp, hs, cs, G, gh));
+}
+
+/* The GRU's dh carries through its gate pass and gets dG W_hh added; the LSTM
+ * carries dc and its dh is the product alone. */
+static void S(rnn_steps_bwd)(int Tn, int B, int H, int i, int nth, const T *Whh, T *wp,
+                             const T *hs, const T *cs, const T *G, const T *Gh, const T *dY,
+                             T *dh, T *dc, T *dGx, T *dGh)
+{
+    int ng = RNN_GATES(cs);
+    int64_t BH = (int64_t)B * H, BG = BH * ng;
+    S(rnn_part) r = S(rnn_share)(H, i, nth);
+    S(rnn_pack_bwd)(ng, H, Whh, wp, r.p0, r.p1);
+    for (int t = Tn - 1; t >= 0; t--) {
+        if (cs)
+            S(lstm_gate_bwd_units)(B, H, r.u0, r.u1, G + t * BG, cs + t * BH, cs + (t + 1) * BH,
+                                   dY + t * BH, dh, dc, dGh + t * BG);
+        else
+            S(gru_gate_bwd_units)(B, H, r.u0, r.u1, G + t * BG, Gh + t * BG, hs + t * BH,
+                                  dY + t * BH, dh, dGx + t * BG, dGh + t * BG);
+        RNN_BARRIER(nth);  /* the product reads every unit's dG */
+        S(rnn_step_bwd)(ng, B, H, r.p0, r.p1, dGh + t * BG, wp, !cs, dh);
+    }
+}
+
+/* After the time loop: dW_hh, db_hh from the n = T*B stacked h_{t-1} and the
+ * recurrent gate gradients dGh; dW_ih, db_ih, dX from the inputs and dGx (left
+ * to the caller when X is NULL). One product each over all steps. */
+static void S(rnn_weight_grads)(int n, int In, int H, int G, const T *X, const T *Wih,
+                                const T *Whh, const T *hs, T *dGh, T *dGx, T *dX, T *dWih,
+                                T *dWhh, T *dbih, T *dbhh, int accumulate)
+{
+    S(fnn_linear_backward)(n, H, G * H, hs, H, Whh, FNN_ACT_NONE, 0, NULL, NULL, dGh, dGh, NULL,
+                           dWhh, dbhh, accumulate);
+    if (X)
+        S(fnn_linear_backward)(n, In, G * H, X, In, Wih, FNN_ACT_NONE, 0, NULL, NULL, dGx, dGx,
+                               dX, dWih, dbih, accumulate);
+}
+
+void S(fnn_rnn_backward)(int Tn, int B, int In, int H, const T *X, const T *Wih, const T *Whh,
+                         const T *hs, const T *cs, const T *G, const T *Gh, const T *dY, T *dh,
+                         T *dc, T *dGx, T *dGh, T *dX, T *dWih, T *dWhh, T *dbih, T *dbhh,
+                         T *wp, int accumulate)
+{
+    int ng = RNN_GATES(cs);
+    RNN_REGION(S(rnn_threads)(Tn, B, ng, H),
+               S(rnn_steps_bwd)(Tn, B, H, i, nth, Whh, wp, hs, cs, G, Gh, dY, dh, dc, dGx, dGh));
+    S(rnn_weight_grads)(Tn * B, In, H, ng, X, Wih, Whh, hs, dGh, dGx, dX, dWih, dWhh, dbih, dbhh,
                         accumulate);
 }
 
@@ -395,3 +372,4 @@ void S(fnn_lstm_backward)(int Tn, int B, int In, int H, const T *X, const T *Wih
 #undef RNN_STORE
 #undef RNN_BARRIER
 #undef RNN_REGION
+#undef RNN_GATES

@@ -394,9 +394,10 @@ FNN_CLONES static double S(bcel_range)(int64_t lo, int64_t hi, const T *z, const
 }
 
 
-/* The pointwise losses share one driver: fixed chunks, partial sums in order. */
-static double S(pointwise_loss)(int kind, int64_t N, const T *y, const T *t, T *grad, const T *w,
-                                int64_t k)
+/* The pointwise losses (FNN_LOSS_MSE, _BCE, _BCE_LOGITS) share one entry point:
+ * fixed chunks, partial sums in order. */
+double S(fnn_pointwise_loss)(int kind, int64_t N, const T *y, const T *t, T *grad, const T *w,
+                             int64_t k)
 {
     double part[FNN_NCHUNK];
     int64_t cs = (N + FNN_NCHUNK - 1) / FNN_NCHUNK;
@@ -409,21 +410,6 @@ static double S(pointwise_loss)(int kind, int64_t N, const T *y, const T *t, T *
                                        : S(bcel_range)(lo, hi, y, t, grad, sc, w, k);
     });
     return fnn_sum_parts(part) / (double)N;
-}
-
-double S(fnn_mse)(int64_t N, const T *y, const T *t, T *grad, const T *w, int64_t k)
-{
-    return S(pointwise_loss)(FNN_LOSS_MSE, N, y, t, grad, w, k);
-}
-
-double S(fnn_bce)(int64_t N, const T *p, const T *t, T *grad, const T *w, int64_t k)
-{
-    return S(pointwise_loss)(FNN_LOSS_BCE, N, p, t, grad, w, k);
-}
-
-double S(fnn_bce_logits)(int64_t N, const T *z, const T *t, T *grad, const T *w, int64_t k)
-{
-    return S(pointwise_loss)(FNN_LOSS_BCE_LOGITS, N, z, t, grad, w, k);
 }
 
 /* Rows [r0, r1) of softmax cross-entropy against q = (1-eps) target + eps/C, where
@@ -899,13 +885,11 @@ double S(fnn_dense_forward_backward)(int n, int nl, const fnn_dense *L, const T 
     T *out = (T *)last->Y, *gout = (T *)last->dY;
     double value;
     switch (loss) {
-    case FNN_LOSS_MSE: value = S(fnn_mse)(N, out, target, gout, NULL, 1); break;
     case FNN_LOSS_CE_LABELS:
         value = S(fnn_cross_entropy)(n, last->n_out, out, labels, NULL, smoothing, gout, NULL); break;
     case FNN_LOSS_CE_PROBS:
         value = S(fnn_cross_entropy)(n, last->n_out, out, NULL, target, smoothing, gout, NULL); break;
-    case FNN_LOSS_BCE: value = S(fnn_bce)(N, out, target, gout, NULL, 1); break;
-    default: value = S(fnn_bce_logits)(N, out, target, gout, NULL, 1); break;
+    default: value = S(fnn_pointwise_loss)(loss, N, out, target, gout, NULL, 1); break;
     }
     /* A diverged step changes nothing: the caller reports it with the weights
      * and optimizer state as they were before the step. */

@@ -17,6 +17,7 @@ from scipy.special import erf
 # benchmark's NumPy worker loads this file by path without importing fastnn.
 # tests/test_kernels.py checks them against the values _ops reads from the headers.
 ACT_NONE, ACT_RELU, ACT_LEAKY, ACT_SIGMOID, ACT_TANH, ACT_GELU, ACT_GELU_TANH = range(7)
+LOSS_MSE, LOSS_CE_LABELS, LOSS_CE_PROBS, LOSS_BCE, LOSS_BCE_LOGITS = range(5)
 BAG_SUM, BAG_MEAN, BAG_MAX = range(3)
 _GELU_K = math.sqrt(2.0 / math.pi)
 _GELU_C = 0.044715
@@ -151,6 +152,13 @@ def bce_logits(z, t, grad, weight=None, k=1):
         grad /= z.size
     loss = np.maximum(z, 0) - z * t + np.log1p(np.exp(-np.abs(z)))
     return float((loss * w).astype(np.float64).mean())
+
+
+def pointwise_loss(kind, y, t, grad, weight=None, k=1):
+    losses = {LOSS_MSE: mse, LOSS_BCE: bce, LOSS_BCE_LOGITS: bce_logits}
+    if kind not in losses:
+        raise ValueError("pointwise_loss: kind must be LOSS_MSE, LOSS_BCE or LOSS_BCE_LOGITS")
+    return losses[kind](y, t, grad, weight, k)
 
 
 def _softmax_ce(z, q, grad, weight):

@@ -123,6 +123,27 @@ def _is_real(v):
     return isinstance(v, numbers.Real) and not isinstance(v, bool) and v == v
 
 
+# numpydoc entries documented alike by several methods, filled in by _shared_doc
+_DOC_ENTRIES = {
+    "X": """Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+            The input data.""",
+    "fitted": """Returns
+        -------
+        self : object
+            The trained estimator.""",
+}
+
+
+def _shared_doc(method):
+    """Fill method's docstring's {X} (the Parameters section down to the input data X)
+    and {fitted} (the Returns section of fit and partial_fit); kept as is under -OO."""
+    if method.__doc__:
+        method.__doc__ = method.__doc__.format(**_DOC_ENTRIES)
+    return method
+
+
 class _BaseMLP(BaseEstimator):
     """Shared implementation; use MLPClassifier or MLPRegressor."""
 
@@ -521,6 +542,7 @@ class _BaseMLP(BaseEstimator):
             out = model.predict(X)
         return out.astype(np.float64)
 
+    @_shared_doc
     def fit(self, X, y):
         """Fit the model to data matrix X and target(s) y.
 
@@ -533,12 +555,23 @@ class _BaseMLP(BaseEstimator):
             The target values (class labels in classification, real numbers in
             regression).
 
-        Returns
-        -------
-        self : object
-            The trained estimator.
+        {fitted}
         """
         return self._fit(X, y, incremental=False)
+
+    @_shared_doc
+    def predict(self, X):
+        """Predict using the multi-layer perceptron.
+
+        {X}
+
+        Returns
+        -------
+        y : ndarray of shape (n_samples,) or (n_samples, n_outputs)
+            The predicted values (MLPRegressor) or classes (MLPClassifier; an
+            indicator matrix for multilabel targets).
+        """
+        return self._predict_output(self._forward(X))
 
 
 _PARAMS_DOC = """
@@ -763,7 +796,7 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
         return self._label_binarizer.inverse_transform(y)
 
     def _score_model(self, X, y):
-        pred = self._predict_labels(self._forward(X, check_input=False))
+        pred = self._predict_output(self._forward(X, check_input=False))
         return accuracy_score(y, pred)
 
     def _proba(self, out):
@@ -774,34 +807,18 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
             return out
         return 0.5 * (1.0 + np.tanh(0.5 * out))  # stable logistic
 
-    def _predict_labels(self, out):
+    def _predict_output(self, out):
+        """Class labels from the network's outputs."""
         proba = self._proba(out)
         if self.n_outputs_ == 1:
             proba = proba.ravel()
         return self._label_binarizer.inverse_transform(proba)
 
-    def predict(self, X):
-        """Predict class labels for samples in X.
-
-        Parameters
-        ----------
-        X : array-like of shape (n_samples, n_features)
-            The input data.
-
-        Returns
-        -------
-        y : ndarray of shape (n_samples,) or (n_samples, n_classes)
-            The predicted classes (an indicator matrix for multilabel targets).
-        """
-        return self._predict_labels(self._forward(X))
-
+    @_shared_doc
     def predict_proba(self, X):
         """Probability estimates.
 
-        Parameters
-        ----------
-        X : array-like of shape (n_samples, n_features)
-            The input data.
+        {X}
 
         Returns
         -------
@@ -822,13 +839,11 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
         with np.errstate(divide="ignore"):
             return np.log(proba, out=proba)
 
+    @_shared_doc
     def partial_fit(self, X, y, classes=None):
         """Update the model with one epoch over the given data.
 
-        Parameters
-        ----------
-        X : array-like of shape (n_samples, n_features)
-            The input data.
+        {X}
 
         y : array-like of shape (n_samples,)
             The target values.
@@ -838,10 +853,7 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
             Required on the first call, optional afterwards; y need not
             contain all of them.
 
-        Returns
-        -------
-        self : object
-            The trained estimator.
+        {fitted}
         """
         if not hasattr(self, "classes_"):
             if classes is None:
@@ -942,36 +954,18 @@ class MLPRegressor(RegressorMixin, _BaseMLP):
             return np.nan
         return r2_score(y, pred)
 
-    def predict(self, X):
-        """Predict using the multi-layer perceptron.
-
-        Parameters
-        ----------
-        X : array-like of shape (n_samples, n_features)
-            The input data.
-
-        Returns
-        -------
-        y : ndarray of shape (n_samples,) or (n_samples, n_outputs)
-            The predicted values.
-        """
-        out = self._forward(X)
+    def _predict_output(self, out):
         return out.ravel() if out.shape[1] == 1 else out
 
+    @_shared_doc
     def partial_fit(self, X, y):
         """Update the model with one epoch over the given data.
 
-        Parameters
-        ----------
-        X : array-like of shape (n_samples, n_features)
-            The input data.
+        {X}
 
         y : array-like of shape (n_samples,) or (n_samples, n_outputs)
             The target values.
 
-        Returns
-        -------
-        self : object
-            The trained estimator.
+        {fitted}
         """
         return self._fit(X, y, incremental=True)

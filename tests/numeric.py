@@ -1,4 +1,5 @@
-"""Central finite differences, the oracle of every float64 gradient check."""
+"""Gradient-check helpers: central finite differences, the oracle of every float64
+gradient check, and the accumulate=True check of parameter gradients."""
 import numpy as np
 
 
@@ -14,3 +15,14 @@ def numeric_grad(f, arr, eps=1e-6):
         arr[idx] = old
         g[idx] = (fp - fm) / (2 * eps)
     return g
+
+
+def assert_backward_accumulates(module, grad, rtol, atol):
+    """module.backward(grad, accumulate=True) after backward(grad) doubles every
+    parameter gradient; returns the gradients of one backward."""
+    module.backward(grad)
+    once = [p.grad.copy() for p in module.parameters()]
+    module.backward(grad, accumulate=True)
+    for p, a in zip(module.parameters(), once):
+        np.testing.assert_allclose(p.grad, 2 * a, rtol=rtol, atol=atol)
+    return once

@@ -19,6 +19,7 @@ from fastnn.apps.transformerlm import TransformerLM
 from fastnn.nn.attention import (MultiheadAttention, PositionalEmbedding, Residual,
                                  TransformerBlock)
 from numeric import numeric_grad
+from threads import assert_same_at_1_and_2_threads
 
 SETTINGS = settings(max_examples=25, deadline=None, database=None,
                     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
@@ -497,55 +498,37 @@ def test_mha_bitwise_independent_of_thread_count(dtype, causal, batch_first):
     rng = np.random.default_rng(16)
     x = rng.standard_normal((3, 80, 64) if batch_first else (80, 3, 64)).astype(dtype)
     R = rng.standard_normal(x.shape).astype(dtype)
-    saved = fn.get_num_threads()
-    results = []
-    try:
-        for threads in (1, 2):
-            fn.set_num_threads(threads)
-            y, w = m(x, is_causal=causal, need_weights=True)
-            gx = m.backward(R)
-            results.append([y, w, gx] + [p.grad.copy() for p in m.parameters()])
-    finally:
-        fn.set_num_threads(saved)
-    for a, b in zip(*results):
-        np.testing.assert_array_equal(a, b)
+
+    def run():
+        y, w = m(x, is_causal=causal, need_weights=True)
+        gx = m.backward(R)
+        return [y, w, gx] + [p.grad.copy() for p in m.parameters()]
+    assert_same_at_1_and_2_threads(run)
 
 
 def test_transformer_block_bitwise_independent_of_thread_count():
     fn.seed(17)
     blk = TransformerBlock(32, 4)
     x = np.random.default_rng(18).standard_normal((4, 64, 32)).astype(np.float32)
-    saved = fn.get_num_threads()
-    results = []
-    try:
-        for threads in (1, 2):
-            fn.set_num_threads(threads)
-            y = blk(x)
-            gx = blk.backward(np.cos(y))
-            results.append([y, gx] + [p.grad.copy() for p in blk.parameters()])
-    finally:
-        fn.set_num_threads(saved)
-    for a, b in zip(*results):
-        np.testing.assert_array_equal(a, b)
+
+    def run():
+        y = blk(x)
+        gx = blk.backward(np.cos(y))
+        return [y, gx] + [p.grad.copy() for p in blk.parameters()]
+    assert_same_at_1_and_2_threads(run)
 
 
 def test_transformer_lm_step_bitwise_independent_of_thread_count():
     x = np.random.default_rng(19).integers(0, 20, (8, 64))
     y = np.random.default_rng(20).integers(0, 20, 8)
-    saved = fn.get_num_threads()
-    results = []
-    try:
-        for threads in (1, 2):
-            fn.set_num_threads(threads)
-            fn.seed(21)
-            lm = TransformerLM(20, 32, 4, 2, 64, dim_feedforward=48)
-            tr = fn.Trainer(lm, fn.CrossEntropyLoss(), fn.Adam(lm.parameters(), lr=1e-3))
-            losses = [tr.step(x, y) for _ in range(2)]
-            results.append([np.array(losses)] + [p.data.copy() for p in lm.parameters()])
-    finally:
-        fn.set_num_threads(saved)
-    for a, b in zip(*results):
-        np.testing.assert_array_equal(a, b)
+
+    def run():
+        fn.seed(21)
+        lm = TransformerLM(20, 32, 4, 2, 64, dim_feedforward=48)
+        tr = fn.Trainer(lm, fn.CrossEntropyLoss(), fn.Adam(lm.parameters(), lr=1e-3))
+        losses = [tr.step(x, y) for _ in range(2)]
+        return [np.array(losses)] + [p.data.copy() for p in lm.parameters()]
+    assert_same_at_1_and_2_threads(run)
 
 
 # ================================================================ semantics

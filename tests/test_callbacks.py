@@ -251,20 +251,13 @@ def test_progress_silent_when_not_a_tty(monkeypatch):
     assert stream.getvalue() == ""
 
 
-def test_progress_silent_when_disabled_even_if_forced(monkeypatch):
+@pytest.mark.parametrize("env,enabled", [("1", False), ("0", True)])
+def test_progress_silent_on_a_tty(monkeypatch, env, enabled):
+    """enabled=False wins over FASTNN_PROGRESS=1; FASTNN_PROGRESS=0 silences a tty."""
     stream = FakeStream(tty=True)
     monkeypatch.setattr(sys, "stderr", stream)
-    monkeypatch.setenv("FASTNN_PROGRESS", "1")
-    with progress.progress_bar(5, "x", enabled=False) as bar:
-        bar.update(5)
-    assert stream.getvalue() == ""
-
-
-def test_progress_env_zero_turns_off_a_tty(monkeypatch):
-    stream = FakeStream(tty=True)
-    monkeypatch.setattr(sys, "stderr", stream)
-    monkeypatch.setenv("FASTNN_PROGRESS", "0")
-    with progress.progress_bar(5, "x", True) as bar:
+    monkeypatch.setenv("FASTNN_PROGRESS", env)
+    with progress.progress_bar(5, "x", enabled) as bar:
         bar.update(5)
     assert stream.getvalue() == ""
 

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 import fastnn as fn
-from numeric import numeric_grad
+from numeric import assert_backward_accumulates, numeric_grad
 
 RTOL, ATOL = 1e-6, 1e-8
 
@@ -316,11 +316,7 @@ def test_accumulate_single_layers():
     for layer, x in layers:
         out = layer(x)
         R = rng.standard_normal(out.shape)
-        layer.backward(R)
-        g = [p.grad.copy() for p in layer.parameters()]
-        layer.backward(R, accumulate=True)
-        for p, a in zip(layer.parameters(), g):
-            np.testing.assert_allclose(p.grad, 2 * a, rtol=1e-14, atol=1e-15)
+        g = assert_backward_accumulates(layer, R, rtol=1e-14, atol=1e-15)
         layer.backward(R)
         for p, a in zip(layer.parameters(), g):
             np.testing.assert_allclose(p.grad, a, rtol=1e-14, atol=1e-15)

@@ -15,6 +15,7 @@ from hypothesis import strategies as st
 import fastnn as fn
 from fastnn import _reference as ref
 from fastnn._kernels import _ops
+from threads import assert_same_at_1_and_2_threads
 
 SETTINGS = settings(max_examples=30, deadline=None, database=None,
                     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
@@ -174,24 +175,20 @@ def test_linear_large_shape_crosses_thread_threshold():
         w = randn(rng, (n_out, n_in), dtype, 0.1)
         b = randn(rng, n_out, dtype)
         gy = randn(rng, (n, n_out), dtype)
-        results = []
-        old = fn.get_num_threads()
-        try:
-            for threads in (1, 2):
-                fn.set_num_threads(threads)
-                z, y = np.empty((n, n_out), dtype), np.empty((n, n_out), dtype)
-                _ops.linear_forward(x, w, b, _ops.ACT_GELU, 0.0, z, y)
-                gz, gx = np.empty_like(y), np.empty_like(x)
-                gw, gb = np.empty_like(w), np.empty_like(b)
-                _ops.linear_backward(x, w, _ops.ACT_GELU, 0.0, z, y, gy, gz, gx, gw, gb, False)
-                results.append((y, gx, gw, gb))
-        finally:
-            fn.set_num_threads(old)
-        for a, c in zip(*results):
-            np.testing.assert_array_equal(a, c)
+        y = assert_same_at_1_and_2_threads(lambda: _linear_step(x, w, b, gy, _ops.ACT_GELU))[0]
         z_r, y_r = np.empty((n, n_out), dtype), np.empty((n, n_out), dtype)
         ref.linear_forward(x, w, b, _ops.ACT_GELU, 0.0, z_r, y_r)
-        assert_close(results[0][0], y_r, dtype)
+        assert_close(y, y_r, dtype)
+
+
+def _linear_step(x, w, b, gy, act):
+    """(y, gx, gw, gb) of one linear_forward + linear_backward with activation act."""
+    n, n_out = x.shape[0], w.shape[0]
+    z, y = np.empty((n, n_out), x.dtype), np.empty((n, n_out), x.dtype)
+    _ops.linear_forward(x, w, b, act, 0.0, z, y)
+    gz, gx, gw, gb = np.empty_like(y), np.empty_like(x), np.empty_like(w), np.empty_like(b)
+    _ops.linear_backward(x, w, act, 0.0, z, y, gy, gz, gx, gw, gb, False)
+    return [y, gx, gw, gb]
 
 
 def _thread_cases(dtype):
@@ -219,8 +216,8 @@ def _thread_cases(dtype):
     def losses():
         gm, gb_ = np.empty_like(flat), np.empty_like(flat)
         p = 1 / (1 + np.exp(-flat))
-        return (_ops.mse(flat, g.reshape(-1), gm), gm, _ops.bce_logits(flat, p, gb_), gb_,
-                _ops.sumsq(flat))
+        return (_ops.pointwise_loss(_ops.LOSS_MSE, flat, g.reshape(-1), gm), gm,
+                _ops.pointwise_loss(_ops.LOSS_BCE_LOGITS, flat, p, gb_), gb_, _ops.sumsq(flat))
 
     def optim():
         p, m, v = flat.copy(), np.zeros_like(flat), np.zeros_like(flat)
@@ -247,17 +244,7 @@ def _thread_cases(dtype):
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("case", list(_thread_cases(np.float64)))
 def test_results_do_not_depend_on_thread_count(case, dtype):
-    func = _thread_cases(dtype)[case]
-    old = fn.get_num_threads()
-    try:
-        fn.set_num_threads(1)
-        one = func()
-        fn.set_num_threads(2)
-        two = func()
-    finally:
-        fn.set_num_threads(old)
-    for a, b in zip(one, two):
-        np.testing.assert_array_equal(a, b)
+    assert_same_at_1_and_2_threads(_thread_cases(dtype)[case])
 
 
 @pytest.mark.skipif(not _ops.openmp_enabled(), reason="serial build: one thread only")
@@ -274,20 +261,7 @@ def test_linear_does_not_depend_on_thread_count(shape, dtype):
     rng = np.random.default_rng(8)
     x, w = randn(rng, (n, n_in), dtype), randn(rng, (n_out, n_in), dtype)
     b, gy = randn(rng, n_out, dtype), randn(rng, (n, n_out), dtype)
-    runs = []
-    old = fn.get_num_threads()
-    try:
-        for threads in (1, 2):
-            fn.set_num_threads(threads)
-            z, y = np.empty((n, n_out), dtype), np.empty((n, n_out), dtype)
-            _ops.linear_forward(x, w, b, _ops.ACT_TANH, 0.0, z, y)
-            gz, gx, gw, gb = np.empty_like(y), np.empty_like(x), np.empty_like(w), np.empty_like(b)
-            _ops.linear_backward(x, w, _ops.ACT_TANH, 0.0, z, y, gy, gz, gx, gw, gb, False)
-            runs.append({"y": y, "gx": gx, "gw": gw, "gb": gb})
-    finally:
-        fn.set_num_threads(old)
-    for k in runs[0]:
-        np.testing.assert_array_equal(runs[0][k], runs[1][k], err_msg=k)
+    assert_same_at_1_and_2_threads(lambda: _linear_step(x, w, b, gy, _ops.ACT_TANH))
 
 
 # ================================================================= activations
@@ -404,7 +378,8 @@ def test_mse(dtype, n, with_grad, k, seed):
     g_k = np.full(n, np.nan, dtype) if with_grad else None
     g_r = np.empty(n, dtype) if with_grad else None
     kw = {} if k is None else {"weight": w, "k": k}
-    assert_loss_close(_ops.mse(y, t, g_k, **kw), ref.mse(y, t, g_r, **kw), dtype)
+    got = _ops.pointwise_loss(_ops.LOSS_MSE, y, t, g_k, **kw)
+    assert_loss_close(got, ref.mse(y, t, g_r, **kw), dtype)
     if with_grad:
         assert_close(g_k, g_r, dtype, scale=float(np.abs(g_r).max()) + 1e-30)
 
@@ -424,7 +399,7 @@ def test_bce(dtype, n, with_grad, soft, k, seed):
     kw = {} if k is None else {"weight": w, "k": k}
     with np.errstate(divide="ignore"):
         want = ref.bce(p, t, g_r, **kw)
-    got = _ops.bce(p, t, g_k, **kw)
+    got = _ops.pointwise_loss(_ops.LOSS_BCE, p, t, g_k, **kw)
     assert np.isfinite(got)
     assert_loss_close(got, want, dtype)
     if with_grad:
@@ -443,9 +418,23 @@ def test_bce_logits(dtype, n, with_grad, k, seed):
     g_k = np.full(n, np.nan, dtype) if with_grad else None
     g_r = np.empty(n, dtype) if with_grad else None
     kw = {} if k is None else {"weight": w, "k": k}
-    got = _ops.bce_logits(z, t, g_k, **kw)
+    got = _ops.pointwise_loss(_ops.LOSS_BCE_LOGITS, z, t, g_k, **kw)
     want = ref.bce_logits(z, t, g_r, **kw)
     assert np.isfinite(got)
+    assert_loss_close(got, want, dtype)
+    if with_grad:
+        np.testing.assert_allclose(g_k, g_r, rtol=tol(dtype), atol=tol(dtype) / n)
+
+
+def _check_cross_entropy(name, z, target, smoothing, with_grad, weighted, rng):
+    """Kernel `name` and its twin agree on the loss and (into a NaN-filled buffer,
+    so every element must be written) the gradient; weighted: random row weights."""
+    (n, c), dtype = z.shape, z.dtype.type
+    g_k = np.full((n, c), np.nan, dtype) if with_grad else None
+    g_r = np.empty((n, c), dtype) if with_grad else None
+    kw = {"weight": _weights(rng, n, 1, dtype)[1]} if weighted else {}
+    got = getattr(_ops, name)(z, target, smoothing, g_k, **kw)
+    want = getattr(ref, name)(z, target, smoothing, g_r, **kw)
     assert_loss_close(got, want, dtype)
     if with_grad:
         np.testing.assert_allclose(g_k, g_r, rtol=tol(dtype), atol=tol(dtype) / n)
@@ -459,14 +448,7 @@ def test_cross_entropy_labels(dtype, n, c, smoothing, with_grad, scale, weighted
     rng = np.random.default_rng(seed)
     z = randn(rng, (n, c), dtype, scale)
     labels = rng.integers(0, c, n).astype(np.int64)
-    g_k = np.full((n, c), np.nan, dtype) if with_grad else None
-    g_r = np.empty((n, c), dtype) if with_grad else None
-    kw = {"weight": _weights(rng, n, 1, dtype)[1]} if weighted else {}
-    got = _ops.cross_entropy_labels(z, labels, smoothing, g_k, **kw)
-    want = ref.cross_entropy_labels(z, labels, smoothing, g_r, **kw)
-    assert_loss_close(got, want, dtype)
-    if with_grad:
-        np.testing.assert_allclose(g_k, g_r, rtol=tol(dtype), atol=tol(dtype) / n)
+    _check_cross_entropy("cross_entropy_labels", z, labels, smoothing, with_grad, weighted, rng)
 
 
 @SETTINGS
@@ -479,14 +461,7 @@ def test_cross_entropy_probs(dtype, n, c, smoothing, with_grad, one_hot, weighte
         probs = np.eye(c, dtype=dtype)[rng.integers(0, c, n)]
     else:
         probs = rng.dirichlet(np.ones(c), n).astype(dtype)
-    g_k = np.full((n, c), np.nan, dtype) if with_grad else None
-    g_r = np.empty((n, c), dtype) if with_grad else None
-    kw = {"weight": _weights(rng, n, 1, dtype)[1]} if weighted else {}
-    got = _ops.cross_entropy_probs(z, probs, smoothing, g_k, **kw)
-    want = ref.cross_entropy_probs(z, probs, smoothing, g_r, **kw)
-    assert_loss_close(got, want, dtype)
-    if with_grad:
-        np.testing.assert_allclose(g_k, g_r, rtol=tol(dtype), atol=tol(dtype) / n)
+    _check_cross_entropy("cross_entropy_probs", z, probs, smoothing, with_grad, weighted, rng)
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
@@ -495,9 +470,9 @@ def test_loss_weights_checked(dtype):
     y = np.ones(6, dtype)
     for w, k in ((np.ones(4, dtype), 2), (np.ones(3, dtype), 4), (np.ones(6, dtype), 0),
                  (np.ones(2, dtype), 2)):
-        for func in (_ops.mse, _ops.bce_logits):
+        for kind in (_ops.LOSS_MSE, _ops.LOSS_BCE_LOGITS):
             with pytest.raises(ValueError):
-                func(y, y, None, w, k)
+                _ops.pointwise_loss(kind, y, y, None, w, k)
     z = np.ones((3, 2), dtype)
     with pytest.raises(ValueError):
         _ops.cross_entropy_labels(z, np.zeros(3, np.int64), 0.0, None, np.ones(2, dtype))
@@ -505,18 +480,20 @@ def test_loss_weights_checked(dtype):
         _ops.cross_entropy_probs(z, z / 2, 0.0, None, np.ones(4, dtype))
     other = np.float64 if dtype == np.float32 else np.float32
     with pytest.raises((TypeError, ValueError)):
-        _ops.mse(y, y, None, np.ones(3, other), 2)
+        _ops.pointwise_loss(_ops.LOSS_MSE, y, y, None, np.ones(3, other), 2)
     with pytest.raises((TypeError, ValueError)):
-        _ops.mse(y, y, None, np.ones(6, dtype)[::2], 2)  # right length, but strided
+        # right length, but strided
+        _ops.pointwise_loss(_ops.LOSS_MSE, y, y, None, np.ones(6, dtype)[::2], 2)
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_unit_weights_equal_unweighted(dtype):
     rng = np.random.default_rng(4)
     y, t = randn(rng, 12, dtype), rng.uniform(size=12).astype(dtype)
-    for func in (_ops.mse, _ops.bce_logits):
+    for kind in (_ops.LOSS_MSE, _ops.LOSS_BCE_LOGITS):
         g1, g2 = np.empty(12, dtype), np.empty(12, dtype)
-        assert func(y, t, g1) == pytest.approx(func(y, t, g2, np.ones(4, dtype), 3), rel=1e-12)
+        assert _ops.pointwise_loss(kind, y, t, g1) == pytest.approx(
+            _ops.pointwise_loss(kind, y, t, g2, np.ones(4, dtype), 3), rel=1e-12)
         np.testing.assert_array_equal(g1, g2)
     z, labels = randn(rng, (4, 3), dtype), rng.integers(0, 3, 4)
     g1, g2 = np.empty_like(z), np.empty_like(z)
@@ -797,18 +774,12 @@ def test_dropout_forward_bitwise_float32_rounding(p):
 def test_dropout_statistics_and_threads():
     n, p = 200_000, 0.3
     x = np.ones(n)
-    results = []
-    old = fn.get_num_threads()
-    try:
-        for threads in (1, 2):
-            fn.set_num_threads(threads)
-            y, mask = np.empty(n), np.empty(n)
-            _ops.dropout_forward(x, y, mask, p, 12345)
-            results.append(mask)
-    finally:
-        fn.set_num_threads(old)
-    np.testing.assert_array_equal(results[0], results[1])
-    mask = results[0]
+
+    def run():
+        y, mask = np.empty(n), np.empty(n)
+        _ops.dropout_forward(x, y, mask, p, 12345)
+        return [mask]
+    mask = assert_same_at_1_and_2_threads(run)[0]
     assert set(np.unique(mask)) == {0.0, 1 / (1 - p)}
     assert abs((mask == 0).mean() - p) < 0.005
     y2, mask2 = np.empty(n), np.empty(n)
@@ -884,9 +855,7 @@ def kernel_calls(dtype=np.float64):
         ("act_backward", _ops.act_backward, [5, 0.0, f(6), f(6), f(6), f(6)]),
         ("softmax_forward", _ops.softmax_forward, [f(4, 3), f(4, 3)]),
         ("softmax_backward", _ops.softmax_backward, [f(4, 3), f(4, 3), f(4, 3)]),
-        ("mse", _ops.mse, [f(6), f(6), f(6)]),
-        ("bce", _ops.bce, [f(6) / 2, f(6), f(6)]),
-        ("bce_logits", _ops.bce_logits, [f(6), f(6), f(6)]),
+        ("pointwise_loss", _ops.pointwise_loss, [_ops.LOSS_BCE, f(6) / 2, f(6), f(6)]),
         ("cross_entropy_labels", _ops.cross_entropy_labels, [f(4, 3), _i(4), 0.0, f(4, 3)]),
         ("cross_entropy_probs", _ops.cross_entropy_probs, [f(4, 3), f(4, 3) / 3, 0.0, f(4, 3)]),
         ("sgd", _ops.sgd, [f(6), f(6), f(6), 0.1, 0.9, 0.0, 0.0, False, False]),
@@ -1046,9 +1015,11 @@ def test_gelu_without_z_raises():
 
 
 def test_losses_reject_empty():
-    for func in (_ops.mse, _ops.bce, _ops.bce_logits):
+    for kind in (_ops.LOSS_MSE, _ops.LOSS_BCE, _ops.LOSS_BCE_LOGITS):
         with pytest.raises(ValueError):
-            func(_f(0), _f(0), None)
+            _ops.pointwise_loss(kind, _f(0), _f(0), None)
+    with pytest.raises(ValueError, match="kind"):
+        _ops.pointwise_loss(_ops.LOSS_CE_LABELS, _f(6), _f(6), None)
     with pytest.raises(ValueError):
         _ops.cross_entropy_labels(_f(0, 3), _i(0), 0.0, None)
     with pytest.raises(ValueError):
@@ -1151,10 +1122,10 @@ def test_codes_are_the_headers():
 
 
 def test_reference_codes_are_the_kernels():
-    """The twins write the activation and bag codes out (they must not import the
-    module they check); they are the values the kernels use."""
-    names = [k for k in vars(_ops) if re.match(r"(ACT|BAG)_[A-Z_]+$", k)]
-    assert len(names) == 10
+    """The twins write the activation, loss and bag codes out (they must not import
+    the module they check); they are the values the kernels use."""
+    names = [k for k in vars(_ops) if re.match(r"(ACT|LOSS|BAG)_[A-Z_]+$", k)]
+    assert len(names) == 15
     for name in names:
         assert getattr(ref, name) == getattr(_ops, name), name
 

@@ -18,7 +18,8 @@ from fastnn import _reference as ref
 from fastnn._kernels import _ops
 from fastnn.apps.rnnlm import GRULM, LSTMLM
 from fastnn.nn.recurrent import GRU, LSTM
-from numeric import numeric_grad
+from numeric import assert_backward_accumulates, numeric_grad
+from threads import assert_same_at_1_and_2_threads
 
 CELLS = {"gru": GRU, "lstm": LSTM}
 GATES = {"gru": 3, "lstm": 4}
@@ -180,12 +181,7 @@ def test_accumulate_adds_parameter_grads():
     m = LSTM(3, 4, num_layers=2, dtype="float64")
     x = rng.standard_normal((3, 2, 3))
     out, _ = m(x)
-    g = rng.standard_normal(out.shape)
-    m.backward(g)
-    once = [p.grad.copy() for p in m.parameters()]
-    m.backward(g, accumulate=True)
-    for p, a in zip(m.parameters(), once):
-        np.testing.assert_allclose(p.grad, 2 * a, rtol=1e-12, atol=1e-14)
+    assert_backward_accumulates(m, rng.standard_normal(out.shape), rtol=1e-12, atol=1e-14)
 
 
 # ==================================================================== torch parity
@@ -302,18 +298,12 @@ def test_one_and_two_threads_bitwise_equal(cell, dtype, H):
     m = CELLS[cell](I, H, num_layers=2, dtype=dtype)
     x = rng.standard_normal((T, B, I)).astype(dtype)
     gy = rng.standard_normal((T, B, H)).astype(dtype)
-    old = fn.get_num_threads()
-    results = []
-    try:
-        for n in (1, 2):
-            fn.set_num_threads(n)
-            out, state = m(x)
-            gx, gstate = m.backward(gy)
-            results.append([out, gx, *(p.grad.copy() for p in m.parameters())])
-    finally:
-        fn.set_num_threads(old)
-    for a, b in zip(*results):
-        np.testing.assert_array_equal(a, b)
+
+    def run():
+        out, state = m(x)
+        gx, gstate = m.backward(gy)
+        return [out, gx, *(p.grad.copy() for p in m.parameters())]
+    assert_same_at_1_and_2_threads(run)
 
 
 def test_warm_calls_reuse_workspaces():
@@ -467,21 +457,15 @@ def test_recurrent_lm_matches_its_layers_composed(cls, num_layers, per_position,
 def test_recurrent_lm_one_and_two_threads_bitwise_equal(cls):
     rng = np.random.default_rng(4)
     x, y = rng.integers(0, 50, (24, 12)), rng.integers(0, 50, 24)
-    old = fn.get_num_threads()
-    weights = []
-    try:
-        for n in (1, 2):
-            fn.set_num_threads(n)
-            fn.seed(3)
-            m = cls(vocab=50, dim=16, hidden=40)
-            tr = fn.Trainer(m, fn.CrossEntropyLoss(), fn.Adam(m.parameters(), lr=1e-2))
-            for _ in range(3):
-                tr.step(x, y)
-            weights.append([p.data.copy() for p in m.parameters()])
-    finally:
-        fn.set_num_threads(old)
-    for a, b in zip(*weights):
-        np.testing.assert_array_equal(a, b)
+
+    def run():
+        fn.seed(3)
+        m = cls(vocab=50, dim=16, hidden=40)
+        tr = fn.Trainer(m, fn.CrossEntropyLoss(), fn.Adam(m.parameters(), lr=1e-2))
+        for _ in range(3):
+            tr.step(x, y)
+        return [p.data.copy() for p in m.parameters()]
+    assert_same_at_1_and_2_threads(run)
 
 
 class TinyGRULM(fn.Module):

@@ -48,10 +48,11 @@ def test_weighted_kernels_match_reference(dtype):
     t = RNG.random((n, k)).astype(dtype)
     labels = RNG.integers(0, k, n)
     tol = 1e-5 if dtype == np.float32 else 1e-12
-    for f, args in ((("mse"), (z.ravel(), t.ravel())), ("bce_logits", (z.ravel(), t.ravel())),
-                    ("bce", (t.ravel(), (t.ravel() > 0.5).astype(dtype)))):
+    for kind, f, args in ((K.LOSS_MSE, "mse", (z.ravel(), t.ravel())),
+                          (K.LOSS_BCE_LOGITS, "bce_logits", (z.ravel(), t.ravel())),
+                          (K.LOSS_BCE, "bce", (t.ravel(), (t.ravel() > 0.5).astype(dtype)))):
         g1, g2 = np.empty(n * k, dtype), np.empty(n * k, dtype)
-        a = getattr(K, f)(*args, g1, w, k)
+        a = K.pointwise_loss(kind, *args, g1, w, k)
         b = getattr(R, f)(*args, g2, w, k)
         assert a == pytest.approx(b, rel=tol)
         np.testing.assert_allclose(g1, g2, rtol=tol, atol=tol)
@@ -60,7 +61,7 @@ def test_weighted_kernels_match_reference(dtype):
         R.cross_entropy_labels(z, labels, 0.1, g2, w), rel=tol)
     np.testing.assert_allclose(g1, g2, rtol=tol, atol=tol)
     with pytest.raises(ValueError, match="weight"):
-        K.mse(z.ravel(), t.ravel(), None, w[:-1], k)
+        K.pointwise_loss(K.LOSS_MSE, z.ravel(), t.ravel(), None, w[:-1], k)
 
 
 def test_fit_with_zero_weights_ignores_those_samples():

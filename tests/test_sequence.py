@@ -318,17 +318,7 @@ def test_sequential_fused_linear_on_sequences_gradcheck():
     model = fn.Sequential(fn.Linear(4, 6), fn.GELU(), fn.LayerNorm(6), fn.Linear(6, 3),
                           dtype="float64")
     x = np.random.default_rng(3).standard_normal((2, 3, 4))
-    R = np.random.default_rng(4).standard_normal((2, 3, 3))
-
-    def loss():
-        return float(np.sum(model(x) * R))
-
-    loss()
-    model.zero_grad()
-    model.backward(R)
-    for name, p in model.named_parameters():
-        np.testing.assert_allclose(p.grad, numeric_grad(loss, p.data), rtol=1e-6, atol=1e-8,
-                                   err_msg=name)
+    check_layer(model, x, input_grad=False, seed=4)
 
 
 @pytest.mark.parametrize("smoothing", [0.0, 0.2])
@@ -373,32 +363,37 @@ def _torch():
 PTOL = {np.float32: 1e-5, np.float64: 1e-12}
 
 
-@pytest.mark.parametrize("dtype", [np.float32, np.float64])
-@pytest.mark.parametrize("cfg", CONV_CONFIGS, ids=lambda c: ",".join(f"{k}={v}" for k, v in c.items()) or "default")
-def test_conv1d_matches_torch(cfg, dtype):
+def _check_conv1d_vs_torch(cin, cout, cfg, dtype, length):
+    """Conv1d(cin, cout, 3, **cfg) against torch's on a (3, cin, length) input: output,
+    input and parameter gradients; the state dict loads into torch unchanged (strict)
+    and torch gets the causal left padding explicitly."""
     torch = _torch()
     fn.seed(1)
     cfg = dict(cfg)
-    layer = Conv1d(5, 7, 3, dtype=np.dtype(dtype).name, **cfg)
+    layer = Conv1d(cin, cout, 3, dtype=np.dtype(dtype).name, **cfg)
     causal = cfg.pop("causal", False)
-    tlayer = torch.nn.Conv1d(5, 7, 3, dtype=torch.float32 if dtype == np.float32 else torch.float64,
-                             **cfg)
-    # the state dict loads into torch unchanged (strict)
+    tlayer = torch.nn.Conv1d(cin, cout, 3, dtype=torch.float32 if dtype == np.float32
+                             else torch.float64, **cfg)
     tlayer.load_state_dict({k: torch.from_numpy(v) for k, v in layer.state_dict().items()})
     rng = np.random.default_rng(2)
-    x = randn(rng, (3, 5, 19), dtype)
+    x = randn(rng, (3, cin, length), dtype)
     y = layer(x)
     gy = randn(rng, y.shape, dtype)
     gx = layer.backward(gy)
     tx = torch.from_numpy(x.copy()).requires_grad_(True)
-    tin = torch.nn.functional.pad(tx, (layer.dilation * 2, 0)) if causal else tx
-    ty = tlayer(tin)
+    ty = tlayer(torch.nn.functional.pad(tx, (layer.dilation * 2, 0)) if causal else tx)
     ty.backward(torch.from_numpy(gy))
     pairs = [(y, ty.detach().numpy()), (gx, tx.grad.numpy()),
              (layer.weight.grad, tlayer.weight.grad.numpy())]
     if layer.bias is not None:
         pairs.append((layer.bias.grad, tlayer.bias.grad.numpy()))
     assert _record("Conv1d", dtype, *pairs) < PTOL[dtype] * 10
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("cfg", CONV_CONFIGS, ids=lambda c: ",".join(f"{k}={v}" for k, v in c.items()) or "default")
+def test_conv1d_matches_torch(cfg, dtype):
+    _check_conv1d_vs_torch(5, 7, cfg, dtype, 19)
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
@@ -472,27 +467,7 @@ def test_sequence_mlp_matches_torch(dtype):
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("cin,cout,cfg", GROUP_CONFIGS)
 def test_grouped_conv1d_matches_torch(cin, cout, cfg, dtype):
-    torch = _torch()
-    fn.seed(1)
-    cfg = dict(cfg)
-    layer = Conv1d(cin, cout, 3, dtype=np.dtype(dtype).name, **cfg)
-    causal = cfg.pop("causal", False)
-    tlayer = torch.nn.Conv1d(cin, cout, 3, dtype=torch.float32 if dtype == np.float32
-                             else torch.float64, **cfg)
-    tlayer.load_state_dict({k: torch.from_numpy(v) for k, v in layer.state_dict().items()})
-    rng = np.random.default_rng(2)
-    x = randn(rng, (3, cin, 13), dtype)
-    y = layer(x)
-    gy = randn(rng, y.shape, dtype)
-    gx = layer.backward(gy)
-    tx = torch.from_numpy(x.copy()).requires_grad_(True)
-    ty = tlayer(torch.nn.functional.pad(tx, (layer.dilation * 2, 0)) if causal else tx)
-    ty.backward(torch.from_numpy(gy))
-    pairs = [(y, ty.detach().numpy()), (gx, tx.grad.numpy()),
-             (layer.weight.grad, tlayer.weight.grad.numpy())]
-    if layer.bias is not None:
-        pairs.append((layer.bias.grad, tlayer.bias.grad.numpy()))
-    assert _record("Conv1d", dtype, *pairs) < PTOL[dtype] * 10
+    _check_conv1d_vs_torch(cin, cout, cfg, dtype, 13)
 
 
 # ===================================================================== layers
@@ -739,17 +714,7 @@ def test_causal_conv_lm_gradcheck():
     model = CausalConvLM(5, 3, 4, kernel_size=2, layers=2, dtype="float64")
     assert model.receptive_field == 4
     ids = np.random.default_rng(0).integers(0, 5, (3, 6))
-    R = np.random.default_rng(1).standard_normal((3, 5))
-
-    def loss():
-        return float(np.sum(model(ids) * R))
-
-    loss()
-    model.zero_grad()
-    model.backward(R)
-    for name, p in model.named_parameters():
-        np.testing.assert_allclose(p.grad, numeric_grad(loss, p.data), rtol=1e-6, atol=1e-8,
-                                   err_msg=name)
+    check_layer(model, ids, input_grad=False, seed=1)
 
 
 def test_causal_conv_lm_per_position_gradcheck_and_causality():
@@ -769,17 +734,7 @@ def test_causal_conv_lm_per_position_gradcheck_and_causality():
     out2 = model(changed)
     np.testing.assert_array_equal(out2[:, :3], out[:, :3])
     assert not np.allclose(out2[:, 3], out[:, 3])
-    R = np.random.default_rng(1).standard_normal((3, 6, 5))
-
-    def loss():
-        return float(np.sum(model(ids) * R))
-
-    loss()
-    model.zero_grad()
-    model.backward(R)
-    for name, p in model.named_parameters():
-        np.testing.assert_allclose(p.grad, numeric_grad(loss, p.data), rtol=1e-6, atol=1e-8,
-                                   err_msg=name)
+    check_layer(model, ids, input_grad=False, seed=1)
     assert model.config()["per_position"] and not last.config()["per_position"]
 
 

@@ -206,39 +206,15 @@ cdef inline void fnn_softmax_backward(int n, int C, floating *y, floating *gy,
 
 
 cdef extern from "fnn.h" nogil:
-    double fnn_mse_f32(int64_t N, float *y, float *t, float *grad, float *w, int64_t k) noexcept
-    double fnn_mse_f64(int64_t N, double *y, double *t, double *grad, double *w, int64_t k) noexcept
+    double fnn_pointwise_loss_f32(int kind, int64_t N, float *y, float *t, float *grad, float *w, int64_t k) noexcept
+    double fnn_pointwise_loss_f64(int kind, int64_t N, double *y, double *t, double *grad, double *w, int64_t k) noexcept
 
-cdef inline double fnn_mse(int64_t N, floating *y, floating *t, floating *grad, floating *w,
-        int64_t k) noexcept nogil:
+cdef inline double fnn_pointwise_loss(int kind, int64_t N, floating *y, floating *t, floating *grad,
+        floating *w, int64_t k) noexcept nogil:
     if floating is float:
-        return fnn_mse_f32(N, y, t, grad, w, k)
+        return fnn_pointwise_loss_f32(kind, N, y, t, grad, w, k)
     else:
-        return fnn_mse_f64(N, y, t, grad, w, k)
-
-
-cdef extern from "fnn.h" nogil:
-    double fnn_bce_f32(int64_t N, float *p, float *t, float *grad, float *w, int64_t k) noexcept
-    double fnn_bce_f64(int64_t N, double *p, double *t, double *grad, double *w, int64_t k) noexcept
-
-cdef inline double fnn_bce(int64_t N, floating *p, floating *t, floating *grad, floating *w,
-        int64_t k) noexcept nogil:
-    if floating is float:
-        return fnn_bce_f32(N, p, t, grad, w, k)
-    else:
-        return fnn_bce_f64(N, p, t, grad, w, k)
-
-
-cdef extern from "fnn.h" nogil:
-    double fnn_bce_logits_f32(int64_t N, float *z, float *t, float *grad, float *w, int64_t k) noexcept
-    double fnn_bce_logits_f64(int64_t N, double *z, double *t, double *grad, double *w, int64_t k) noexcept
-
-cdef inline double fnn_bce_logits(int64_t N, floating *z, floating *t, floating *grad, floating *w,
-        int64_t k) noexcept nogil:
-    if floating is float:
-        return fnn_bce_logits_f32(N, z, t, grad, w, k)
-    else:
-        return fnn_bce_logits_f64(N, z, t, grad, w, k)
+        return fnn_pointwise_loss_f64(kind, N, y, t, grad, w, k)
 
 
 cdef extern from "fnn.h" nogil:

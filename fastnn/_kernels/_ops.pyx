@@ -214,39 +214,21 @@ cdef inline floating *_row_weights(floating[::1] weight, Py_ssize_t n, Py_ssize_
     return &weight[0]
 
 
-cdef double _pointwise(int kind, floating[::1] y, floating[::1] t, floating[::1] grad,
-                       floating[::1] weight, Py_ssize_t k) except? -1:
+def pointwise_loss(int kind, floating[::1] y, floating[::1] t, floating[::1] grad,
+                   floating[::1] weight=None, Py_ssize_t k=1):
+    """Mean elementwise loss of y against t; grad (may be None) gets d(mean)/dy.
+    kind: LOSS_MSE, LOSS_BCE (y: probabilities, log clamped at -100 like PyTorch)
+    or LOSS_BCE_LOGITS (y: logits; grad = (sigmoid(y) - t) / n)."""
+    _need(kind == FNN_LOSS_MSE or kind == FNN_LOSS_BCE or kind == FNN_LOSS_BCE_LOGITS,
+          "pointwise_loss: kind must be LOSS_MSE, LOSS_BCE or LOSS_BCE_LOGITS")
     cdef Py_ssize_t n = y.shape[0]
     _need(n > 0 and t.shape[0] == n and (grad is None or grad.shape[0] == n), "loss: shapes")
     cdef floating *pg = &grad[0] if grad is not None else NULL
     cdef floating *pw = _row_weights(weight, n, k)
     cdef double r
     with nogil:
-        if kind == FNN_LOSS_MSE:
-            r = fnn_mse(n, &y[0], &t[0], pg, pw, k)
-        elif kind == FNN_LOSS_BCE:
-            r = fnn_bce(n, &y[0], &t[0], pg, pw, k)
-        else:
-            r = fnn_bce_logits(n, &y[0], &t[0], pg, pw, k)
+        r = fnn_pointwise_loss(kind, n, &y[0], &t[0], pg, pw, k)
     return r
-
-
-def mse(floating[::1] y, floating[::1] t, floating[::1] grad, floating[::1] weight=None,
-        Py_ssize_t k=1):
-    """Mean squared error; grad (may be None) gets d(mean)/dy."""
-    return _pointwise(FNN_LOSS_MSE, y, t, grad, weight, k)
-
-
-def bce(floating[::1] p, floating[::1] t, floating[::1] grad, floating[::1] weight=None,
-        Py_ssize_t k=1):
-    """Binary cross-entropy on probabilities, log clamped at -100 like PyTorch."""
-    return _pointwise(FNN_LOSS_BCE, p, t, grad, weight, k)
-
-
-def bce_logits(floating[::1] z, floating[::1] t, floating[::1] grad, floating[::1] weight=None,
-               Py_ssize_t k=1):
-    """Binary cross-entropy on logits; grad = (sigmoid(z) - t) / n."""
-    return _pointwise(FNN_LOSS_BCE_LOGITS, z, t, grad, weight, k)
 
 
 def cross_entropy_labels(floating[:, ::1] z, const int64_t[::1] labels, double smoothing,

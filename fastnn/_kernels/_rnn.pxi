@@ -44,8 +44,8 @@ def gru_forward(x_in, floating[:, ::1] w_ih, floating[:, ::1] w_hh,
     cdef floating *pbi = &b_ih[0] if b_ih is not None else NULL
     cdef floating *pbh = &b_hh[0] if b_hh is not None else NULL
     with nogil:
-        fnn_gru_forward(Tn, B, I, H, px, &w_ih[0, 0], &w_hh[0, 0], pbi, pbh, &hs[0, 0, 0],
-                        &g[0, 0, 0], &gh[0, 0, 0], &wp[0])
+        fnn_rnn_forward(Tn, B, I, H, px, &w_ih[0, 0], &w_hh[0, 0], pbi, pbh, &hs[0, 0, 0],
+                        NULL, &g[0, 0, 0], &gh[0, 0, 0], &wp[0])
 
 
 def gru_backward(x_in, floating[:, ::1] w_ih, floating[:, ::1] w_hh,
@@ -73,9 +73,9 @@ def gru_backward(x_in, floating[:, ::1] w_ih, floating[:, ::1] w_hh,
     cdef floating *pbi = &gb_ih[0] if gb_ih is not None and x is not None else NULL
     cdef floating *pbh = &gb_hh[0] if gb_hh is not None else NULL
     with nogil:
-        fnn_gru_backward(Tn, B, I, H, px, &w_ih[0, 0], &w_hh[0, 0], &hs[0, 0, 0], &g[0, 0, 0],
-                         &gh[0, 0, 0], &gy[0, 0, 0], &dh[0, 0], &dgx[0, 0, 0], &dgh[0, 0, 0],
-                         pgx, pgw, &gw_hh[0, 0], pbi, pbh, &wp[0], accumulate)
+        fnn_rnn_backward(Tn, B, I, H, px, &w_ih[0, 0], &w_hh[0, 0], &hs[0, 0, 0], NULL,
+                         &g[0, 0, 0], &gh[0, 0, 0], &gy[0, 0, 0], &dh[0, 0], NULL, &dgx[0, 0, 0],
+                         &dgh[0, 0, 0], pgx, pgw, &gw_hh[0, 0], pbi, pbh, &wp[0], accumulate)
 
 
 def lstm_forward(x_in, floating[:, ::1] w_ih, floating[:, ::1] w_hh,
@@ -95,8 +95,8 @@ def lstm_forward(x_in, floating[:, ::1] w_ih, floating[:, ::1] w_hh,
     cdef floating *pbi = &b_ih[0] if b_ih is not None else NULL
     cdef floating *pbh = &b_hh[0] if b_hh is not None else NULL
     with nogil:
-        fnn_lstm_forward(Tn, B, I, H, px, &w_ih[0, 0], &w_hh[0, 0], pbi, pbh, &hs[0, 0, 0],
-                         &cs[0, 0, 0], &g[0, 0, 0], &gh[0, 0], &wp[0])
+        fnn_rnn_forward(Tn, B, I, H, px, &w_ih[0, 0], &w_hh[0, 0], pbi, pbh, &hs[0, 0, 0],
+                        &cs[0, 0, 0], &g[0, 0, 0], &gh[0, 0], &wp[0])
 
 
 def lstm_backward(x_in, floating[:, ::1] w_ih, floating[:, ::1] w_hh,
@@ -125,6 +125,6 @@ def lstm_backward(x_in, floating[:, ::1] w_ih, floating[:, ::1] w_hh,
     cdef floating *pbi = &gb_ih[0] if gb_ih is not None and x is not None else NULL
     cdef floating *pbh = &gb_hh[0] if gb_hh is not None else NULL
     with nogil:
-        fnn_lstm_backward(Tn, B, I, H, px, &w_ih[0, 0], &w_hh[0, 0], &hs[0, 0, 0], &cs[0, 0, 0],
-                          &g[0, 0, 0], &gy[0, 0, 0], &dh[0, 0], &dc[0, 0], &dg[0, 0, 0], pgx,
-                          pgw, &gw_hh[0, 0], pbi, pbh, &wp[0], accumulate)
+        fnn_rnn_backward(Tn, B, I, H, px, &w_ih[0, 0], &w_hh[0, 0], &hs[0, 0, 0], &cs[0, 0, 0],
+                         &g[0, 0, 0], NULL, &gy[0, 0, 0], &dh[0, 0], &dc[0, 0], &dg[0, 0, 0],
+                         &dg[0, 0, 0], pgx, pgw, &gw_hh[0, 0], pbi, pbh, &wp[0], accumulate)

@@ -18,6 +18,23 @@ from ..nn.module import Module
 from ..nn.sequence import Conv1d, EmbeddingBag
 
 
+class _NextTokenModel(Module):
+    """A next-token model built from named positive sizes (vocab first), each kept
+    as an attribute and a config key, with its dtype and per_position flag."""
+
+    def __init__(self, dtype, per_position, **sizes):
+        super().__init__()
+        self.per_position = bool(per_position)
+        self._sizes = tuple(sizes)
+        for name, value in sizes.items():
+            setattr(self, name, V.positive_int(value, name))
+        self._dtype = V.as_dtype(dtype)
+
+    def config(self):
+        return {**{name: getattr(self, name) for name in self._sizes},
+                "per_position": self.per_position}
+
+
 class BagOfWordsLM(Module):
     """EmbeddingBag(vocab, dim, mode="mean") -> Linear(dim, vocab)."""
 
@@ -46,7 +63,7 @@ class BagOfWordsLM(Module):
         return {"vocab": self.vocab, "dim": self.dim}
 
 
-class CausalConvLM(Module):
+class CausalConvLM(_NextTokenModel):
     """Embedding(vocab, dim) -> [Conv1d(causal, dilation 2**i) -> ReLU] * layers
     -> Linear(channels, vocab) at the last position.
 
@@ -58,14 +75,8 @@ class CausalConvLM(Module):
 
     def __init__(self, vocab, dim, channels, kernel_size, layers, dtype="float32",
                  per_position=False):
-        super().__init__()
-        self.per_position = bool(per_position)
-        self.vocab = V.positive_int(vocab, "vocab")
-        self.dim = V.positive_int(dim, "dim")
-        self.channels = V.positive_int(channels, "channels")
-        self.kernel_size = V.positive_int(kernel_size, "kernel_size")
-        self.layers = V.positive_int(layers, "layers")
-        self._dtype = V.as_dtype(dtype)
+        super().__init__(dtype, per_position, vocab=vocab, dim=dim, channels=channels,
+                         kernel_size=kernel_size, layers=layers)
         self.embed = Embedding(self.vocab, self.dim, dtype=dtype)
         for i in range(self.layers):
             setattr(self, f"conv{i}", Conv1d(self.dim if i == 0 else self.channels, self.channels,
@@ -109,8 +120,3 @@ class CausalConvLM(Module):
             g = conv._backward_time_major(g, accumulate, True)
         self.embed._backward(g, accumulate, False)
         return None
-
-    def config(self):
-        return {"vocab": self.vocab, "dim": self.dim, "channels": self.channels,
-                "kernel_size": self.kernel_size, "layers": self.layers,
-                "per_position": self.per_position}

@@ -9,9 +9,10 @@ so it trains with ``fn.Trainer(model, fn.CrossEntropyLoss(), opt).fit(ids, next_
 
 from .. import _validation as V
 from .._kernels import _ops
-from ..nn.attention import PositionalEmbedding, TransformerBlock
+from ..nn.attention import PositionalEmbedding, TransformerBlock, _heads
 from ..nn.layers import Embedding, LayerNorm, Linear
 from ..nn.module import Module
+from .seqmodels import _NextTokenModel
 
 __all__ = ["TransformerLM"]
 
@@ -43,7 +44,7 @@ class _Blocks(Module):
         return grad
 
 
-class TransformerLM(Module):
+class TransformerLM(_NextTokenModel):
     """Predicts the token after a window of at most ``context`` token ids:
     (batch, seq) ids -> (batch, vocab) logits; with ``per_position=True`` the
     token after every position, (batch, seq, vocab) logits, trained with
@@ -56,17 +57,9 @@ class TransformerLM(Module):
 
     def __init__(self, vocab, d_model, nhead, layers, context, dim_feedforward=None,
                  dtype="float32", per_position=False):
-        super().__init__()
-        self.per_position = bool(per_position)
-        self.vocab = V.positive_int(vocab, "vocab")
-        self.d_model = V.positive_int(d_model, "d_model")
-        self.nhead = V.positive_int(nhead, "nhead")
-        self.layers = V.positive_int(layers, "layers")
-        self.context = V.positive_int(context, "context")
-        self._dtype = V.as_dtype(dtype)
-        if self.d_model % self.nhead:
-            raise ValueError(f"d_model must be divisible by nhead, got d_model={self.d_model} "
-                             f"and nhead={self.nhead}")
+        super().__init__(dtype, per_position, vocab=vocab, d_model=d_model, nhead=nhead,
+                         layers=layers, context=context)
+        _heads(self.d_model, self.nhead, "d_model", "nhead")
         self.dim_feedforward = (4 * self.d_model if dim_feedforward is None
                                 else V.positive_int(dim_feedforward, "dim_feedforward"))
         dt = self._dtype
@@ -113,9 +106,7 @@ class TransformerLM(Module):
         return None
 
     def config(self):
-        return {"vocab": self.vocab, "d_model": self.d_model, "nhead": self.nhead,
-                "layers": self.layers, "context": self.context,
-                "dim_feedforward": self.dim_feedforward, "per_position": self.per_position}
+        return {**super().config(), "dim_feedforward": self.dim_feedforward}
 
     def extra_repr(self):
         return (f"vocab={self.vocab}, d_model={self.d_model}, nhead={self.nhead}, "

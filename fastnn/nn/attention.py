@@ -20,11 +20,21 @@ import numpy as np
 from .. import _random
 from .. import _validation as V
 from .._kernels import _ops
-from .layers import LayerNorm, Linear
+from .layers import LayerNorm, Linear, _parameter, _WeightTable
 from .module import Module
 from .parameter import Parameter
 
 __all__ = ["MultiheadAttention", "TransformerBlock", "PositionalEmbedding", "Residual"]
+
+
+def _heads(width, heads, width_name, heads_name):
+    """(width, heads), positive ints with width divisible by heads, else ValueError."""
+    width = V.positive_int(width, width_name)
+    heads = V.positive_int(heads, heads_name)
+    if width % heads:
+        raise ValueError(f"{width_name} must be divisible by {heads_name}, got "
+                         f"{width_name}={width} and {heads_name}={heads}")
+    return width, heads
 
 
 def _probability(dropout, who):
@@ -63,11 +73,7 @@ class MultiheadAttention(Module):
     def __init__(self, embed_dim, num_heads, dropout=0.0, bias=True, batch_first=False,
                  dtype="float32"):
         super().__init__()
-        self.embed_dim = V.positive_int(embed_dim, "embed_dim")
-        self.num_heads = V.positive_int(num_heads, "num_heads")
-        if self.embed_dim % self.num_heads:
-            raise ValueError(f"embed_dim must be divisible by num_heads, got embed_dim="
-                             f"{self.embed_dim} and num_heads={self.num_heads}")
+        self.embed_dim, self.num_heads = _heads(embed_dim, num_heads, "embed_dim", "num_heads")
         self.head_dim = self.embed_dim // self.num_heads
         self.dropout = _probability(dropout, "MultiheadAttention")
         self.batch_first = bool(batch_first)
@@ -85,13 +91,8 @@ class MultiheadAttention(Module):
         # torch's parameter order: in_proj_weight, in_proj_bias, out_proj.*
         self._causal = False
 
-    @property
-    def in_proj_weight(self):
-        return self._parameters["in_proj_weight"]
-
-    @property
-    def in_proj_bias(self):
-        return self._parameters.get("in_proj_bias")
+    in_proj_weight = _parameter("in_proj_weight")
+    in_proj_bias = _parameter("in_proj_bias", optional=True)
 
     # --- validation ----------------------------------------------------------
     def _check_input(self, x, name="x"):
@@ -217,21 +218,14 @@ class MultiheadAttention(Module):
         return f"MultiheadAttention({self.extra_repr()})"
 
 
-class PositionalEmbedding(Module):
+class PositionalEmbedding(_WeightTable):
     """A learned position embedding: (batch, seq, dim) -> x + weight[:seq], for
     seq <= max_len. ``weight`` (max_len, dim) starts N(0, 1), like Embedding."""
 
-    def __init__(self, max_len, dim, dtype="float32"):
-        super().__init__()
-        self.max_len = V.positive_int(max_len, "max_len")
-        self.dim = V.positive_int(dim, "dim")
-        self._dtype = V.as_dtype(dtype)
-        w = _random.normal_(np.empty((self.max_len, self.dim), self._dtype))
-        self.register_parameter("weight", Parameter._adopt(w))
+    _dims = ("max_len", "dim")
 
-    @property
-    def weight(self):
-        return self._parameters["weight"]
+    def __init__(self, max_len, dim, dtype="float32"):
+        super().__init__(max_len, dim, dtype)
 
     def _check_input(self, x):
         x = V.as_float_array(x, "x", self._dtype)
@@ -257,12 +251,6 @@ class PositionalEmbedding(Module):
         else:
             g[:L] += grad.sum(axis=0)
         return grad
-
-    def config(self):
-        return {"max_len": self.max_len, "dim": self.dim}
-
-    def extra_repr(self):
-        return f"{self.max_len}, {self.dim}"
 
 
 class Residual(Module):
@@ -308,11 +296,7 @@ class TransformerBlock(Module):
     def __init__(self, d_model, nhead, dim_feedforward=None, dropout=0.0, causal=True,
                  dtype="float32"):
         super().__init__()
-        self.d_model = V.positive_int(d_model, "d_model")
-        self.nhead = V.positive_int(nhead, "nhead")
-        if self.d_model % self.nhead:
-            raise ValueError(f"d_model must be divisible by nhead, got d_model={self.d_model} "
-                             f"and nhead={self.nhead}")
+        self.d_model, self.nhead = _heads(d_model, nhead, "d_model", "nhead")
         if dim_feedforward is None:
             dim_feedforward = 4 * self.d_model
         self.dim_feedforward = V.positive_int(dim_feedforward, "dim_feedforward")

@@ -10,16 +10,19 @@ from .module import Module
 from .parameter import Parameter
 
 
+def _parameter(name, optional=False):
+    """A read-only property for the registered parameter ``name`` (its state-dict
+    name); an optional one is None where the layer was built without it."""
+    if optional:
+        return property(lambda self: self._parameters.get(name))
+    return property(lambda self: self._parameters[name])
+
+
 class _WeightAndBias:
     """``weight`` and the optional ``bias`` of a layer, by their state-dict names."""
 
-    @property
-    def weight(self):
-        return self._parameters["weight"]
-
-    @property
-    def bias(self):
-        return self._parameters.get("bias")
+    weight = _parameter("weight")
+    bias = _parameter("bias", optional=True)
 
 
 class Linear(_WeightAndBias, Module):
@@ -191,21 +194,39 @@ class LayerNorm(Module):
         return f"{self.normalized_shape}, eps={self.eps}, elementwise_affine={self.elementwise_affine}"
 
 
-class Embedding(Module):
+class _WeightTable(Module):
+    """A module whose one parameter ``weight`` is a (rows, dim) table drawn N(0, 1)
+    as torch draws an Embedding's: Embedding, EmbeddingBag, PositionalEmbedding.
+    ``_dims`` names rows and dim: constructor arguments, attributes and config keys."""
+
+    _dims = ("num_embeddings", "embedding_dim")
+
+    def __init__(self, rows, dim, dtype):
+        super().__init__()
+        rows, dim = (V.positive_int(v, name) for v, name in zip((rows, dim), self._dims))
+        for name, v in zip(self._dims, (rows, dim)):
+            setattr(self, name, v)
+        self._dtype = V.as_dtype(dtype)
+        _memory.check(2 * self._dtype.itemsize * rows * dim,
+                      f"{type(self).__name__}{(rows, dim)}'s weights and gradients")
+        w = _random.normal_(np.empty((rows, dim), self._dtype))
+        self.register_parameter("weight", Parameter._adopt(w))
+
+    weight = _parameter("weight")
+
+    def config(self):
+        return dict(zip(self._dims, self.weight.shape))
+
+    def extra_repr(self):
+        return ", ".join(map(str, self.weight.shape))
+
+
+class Embedding(_WeightTable):
     """A lookup table: integer ids (batch, ...) -> vectors (batch, ..., dim).
     The backward scatter-add is deterministic and independent of the thread count."""
 
     def __init__(self, num_embeddings, embedding_dim, dtype="float32"):
-        super().__init__()
-        self.num_embeddings = V.positive_int(num_embeddings, "num_embeddings")
-        self.embedding_dim = V.positive_int(embedding_dim, "embedding_dim")
-        self._dtype = V.as_dtype(dtype)
-        w = _random.normal_(np.empty((self.num_embeddings, self.embedding_dim), self._dtype))
-        self.register_parameter("weight", Parameter._adopt(w))
-
-    @property
-    def weight(self):
-        return self._parameters["weight"]
+        super().__init__(num_embeddings, embedding_dim, dtype)
 
     def _as_input(self, x):
         return V.as_index_array(x, "x", self.num_embeddings)
@@ -221,12 +242,6 @@ class Embedding(Module):
         _ops.embedding_backward(self._idx, grad.reshape(self._idx.shape[0], -1), self.weight.grad,
                                 accumulate)
         return None
-
-    def config(self):
-        return {"num_embeddings": self.num_embeddings, "embedding_dim": self.embedding_dim}
-
-    def extra_repr(self):
-        return f"{self.num_embeddings}, {self.embedding_dim}"
 
 
 class Flatten(Module):

@@ -80,29 +80,39 @@ class _Loss:
         return f"{type(self).__name__}()"
 
 
-class MSELoss(_Loss):
-    """Mean squared error, mean((output - target)^2) over all elements
-    (torch.nn.MSELoss). output and target have the same shape (n, ...); a target
-    of another shape is an error, never broadcast. Gradient 2 (output - target) / N."""
+class _PointwiseLoss(_Loss):
+    """A mean over elements of one kernel loss (``_kind``: an _ops.LOSS_* code) of
+    output and a target of the same shape; sample weights apply per row."""
+
+    _kind = None
 
     def _check_target(self, output, target):
         return self._same_shape_target(output, target)
 
     def _compiled(self, target, output_act):
-        return _ops.LOSS_MSE, 0.0
+        return self._kind, 0.0
 
     def _compute(self, output, target, grad, weight):
-        return _ops.mse(output.reshape(-1), target.reshape(-1), grad.reshape(-1), weight,
-                        output.size // output.shape[0])
+        return _ops.pointwise_loss(self._kind, output.reshape(-1), target.reshape(-1),
+                                   grad.reshape(-1), weight, output.size // output.shape[0])
 
 
-class BCELoss(_Loss):
+class MSELoss(_PointwiseLoss):
+    """Mean squared error, mean((output - target)^2) over all elements
+    (torch.nn.MSELoss). output and target have the same shape (n, ...); a target
+    of another shape is an error, never broadcast. Gradient 2 (output - target) / N."""
+
+    _kind = _ops.LOSS_MSE
+
+
+class BCELoss(_PointwiseLoss):
     """Binary cross-entropy on probabilities (torch.nn.BCELoss):
     mean(-(t log p + (1 - t) log(1 - p))) over all elements, each log clamped at
     -100 as torch does. output p in [0, 1] and target t in [0, 1], same shape.
     On logits use BCEWithLogitsLoss (stable, fused)."""
 
     classification = True
+    _kind = _ops.LOSS_BCE
 
     def _check_output(self, output):
         out = super()._check_output(output)
@@ -112,7 +122,7 @@ class BCELoss(_Loss):
         return out
 
     def _check_target(self, output, target):
-        t = self._same_shape_target(output, target)
+        t = super()._check_target(output, target)
         if t.min() < 0 or t.max() > 1:
             raise ValueError("target of BCELoss must be in [0, 1]")
         return t
@@ -126,11 +136,7 @@ class BCELoss(_Loss):
 
     def _compiled(self, target, output_act):
         # the compiled step takes probabilities from a fused sigmoid only
-        return (_ops.LOSS_BCE, 0.0) if output_act == _ops.ACT_SIGMOID else None
-
-    def _compute(self, output, target, grad, weight):
-        return _ops.bce(output.reshape(-1), target.reshape(-1), grad.reshape(-1), weight,
-                        output.size // output.shape[0])
+        return super()._compiled(target, output_act) if output_act == _ops.ACT_SIGMOID else None
 
 
 class BCEWithLogitsLoss(BCELoss):
@@ -138,17 +144,13 @@ class BCEWithLogitsLoss(BCELoss):
     (torch.nn.BCEWithLogitsLoss): mean(max(z, 0) - z t + log(1 + exp(-|z|))) over
     all elements; the gradient is (sigmoid(z) - t) / N. Same shapes as BCELoss."""
 
+    _kind = _ops.LOSS_BCE_LOGITS
+    threshold = 0.0
+
     def _check_output(self, output):
         return _Loss._check_output(self, output)
 
-    threshold = 0.0
-
-    def _compiled(self, target, output_act):
-        return _ops.LOSS_BCE_LOGITS, 0.0
-
-    def _compute(self, output, target, grad, weight):
-        return _ops.bce_logits(output.reshape(-1), target.reshape(-1), grad.reshape(-1), weight,
-                               output.size // output.shape[0])
+    _compiled = _PointwiseLoss._compiled
 
 
 class CrossEntropyLoss(_Loss):

@@ -10,12 +10,12 @@ import numpy as np
 from .. import _memory, _random
 from .. import _validation as V
 from .._kernels import _ops
-from .layers import _WeightAndBias
+from .layers import _WeightAndBias, _WeightTable
 from .module import Module
 from .parameter import Parameter
 
 
-class EmbeddingBag(Module):
+class EmbeddingBag(_WeightTable):
     """torch.nn.EmbeddingBag over fixed-size bags: ids (batch, bag) -> the sum, the
     mean or the columnwise max of the bag's rows of ``weight`` (num_embeddings,
     embedding_dim), shape (batch, embedding_dim). ``weight`` starts N(0, 1), like
@@ -27,22 +27,10 @@ class EmbeddingBag(Module):
     MODES = {"sum": _ops.BAG_SUM, "mean": _ops.BAG_MEAN, "max": _ops.BAG_MAX}
 
     def __init__(self, num_embeddings, embedding_dim, mode="mean", dtype="float32"):
-        super().__init__()
-        self.num_embeddings = V.positive_int(num_embeddings, "num_embeddings")
-        self.embedding_dim = V.positive_int(embedding_dim, "embedding_dim")
+        super().__init__(num_embeddings, embedding_dim, dtype)
         if mode not in self.MODES:
             raise ValueError(f"EmbeddingBag: mode must be one of {tuple(self.MODES)}, got {mode!r}")
         self.mode = mode
-        self._dtype = V.as_dtype(dtype)
-        _memory.check(2 * self._dtype.itemsize * self.num_embeddings * self.embedding_dim,
-                      f"EmbeddingBag{(self.num_embeddings, self.embedding_dim)}'s weights and "
-                      "gradients")
-        w = _random.normal_(np.empty((self.num_embeddings, self.embedding_dim), self._dtype))
-        self.register_parameter("weight", Parameter._adopt(w))
-
-    @property
-    def weight(self):
-        return self._parameters["weight"]
 
     def _check_input(self, x):
         x = V.as_index_array(x, "x", self.num_embeddings)
@@ -67,11 +55,10 @@ class EmbeddingBag(Module):
         return None
 
     def config(self):
-        return {"num_embeddings": self.num_embeddings, "embedding_dim": self.embedding_dim,
-                "mode": self.mode}
+        return {**super().config(), "mode": self.mode}
 
     def extra_repr(self):
-        return f"{self.num_embeddings}, {self.embedding_dim}, mode={self.mode!r}"
+        return f"{super().extra_repr()}, mode={self.mode!r}"
 
 
 def _int_arg(value, name, low):
