@@ -96,7 +96,7 @@ def test_sdist_and_wheel_build_install_and_run(tmp_path):
         names = {n.split("/", 1)[1] for n in tar.getnames() if "/" in n}
     for need in ("setup.py", "pyproject.toml", "README.md", "MANIFEST.in", "csrc/kernels.c",
                  "csrc/fnn.h", "csrc/fnn_decl.h", "csrc/fnn_template.h",
-                 "fastnn/_kernels/_ops.pyx", "fastnn/_kernels/_fnn.pxd", "fastnn/_kernels/_ops.pyi",
+                 "fastnn/_kernels/_ops.pyx", "fastnn/_kernels/_fnn.pxd.tp", "fastnn/_kernels/_ops.pyi",
                  "fastnn/datasets/digits.csv.gz", "fastnn/py.typed", "fastnn/__init__.py",
                  "tests/conftest.py", "tests/test_wheel.py"):
         assert need in names, f"sdist lacks {need}"
