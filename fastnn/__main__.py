@@ -13,14 +13,14 @@ def main(argv=None):
     from fastnn import bench
     bench.add_arguments(sub.add_parser(
         "bench", help="training/inference throughput: fastnn vs NumPy vs PyTorch"))
-    from fastnn.apps import lm
-    lm.add_arguments(sub.add_parser(
+    from fastnn.apps import lm_cli
+    lm_cli.add_arguments(sub.add_parser(
         "lm", help="train a next-character language model and sample from it",
         description="Train a fixed-context next-token model (embeddings of the previous "
                     "--context tokens, an MLP, softmax) and generate text with it."))
     args = parser.parse_args(argv)  # an unknown option is an error (exit 2)
     if args.command == "lm":
-        return lm.main(args)
+        return lm_cli.main(args)
     if args.command == "bench":
         return bench.main(args)
     if args.command == "info":

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 import fastnn as fn
-from fastnn.apps import lm
+from fastnn.apps import lm, lm_cli
 from fastnn.apps import text as T
 
 
@@ -250,7 +250,7 @@ def test_cli_text_file_prompt_and_no_save(tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)
     f = tmp_path / "corpus.txt"
     f.write_text("the quick brown fox jumps over the lazy dog. " * 40, encoding="utf-8")
-    code = lm.main(["--text", str(f), "--epochs", "2", "--context", "4", "--hidden", "32",
+    code = lm_cli.main(["--text", str(f), "--epochs", "2", "--context", "4", "--hidden", "32",
                     "--sample", "20", "--prompt", "the q", "--top-k", "3", "--no-save",
                     "--no-progress"])
     assert code == 0
@@ -264,7 +264,7 @@ def test_cli_max_chars_truncates_a_file(tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)
     f = tmp_path / "corpus.txt"
     f.write_text("abcdefghij" * 100, encoding="utf-8")
-    assert lm.main(["--text", str(f), "--max-chars", "300", "--epochs", "1", "--context", "3",
+    assert lm_cli.main(["--text", str(f), "--max-chars", "300", "--epochs", "1", "--context", "3",
                     "--hidden", "8", "--sample", "0", "--no-progress"]) == 0
     out = capsys.readouterr().out
     assert "training on 300 characters" in out and "see --max-chars" in out
@@ -273,7 +273,7 @@ def test_cli_max_chars_truncates_a_file(tmp_path, monkeypatch, capsys):
 
 
 def _error(capsys, argv):
-    code = lm.main(argv)
+    code = lm_cli.main(argv)
     captured = capsys.readouterr()
     assert code == 2
     assert captured.err.startswith("error: ")
@@ -326,7 +326,7 @@ def test_each_arch_trains_saves_loads_and_samples(tmp_path, arch):
 def test_compare_prints_one_row_per_architecture(tmp_path, capsys):
     path = tmp_path / "t.txt"
     path.write_text("abcabd abcabd " * 40)
-    assert lm.main(["--text", str(path), "--compare", "--budget", "0.01", "--context", "4",
+    assert lm_cli.main(["--text", str(path), "--compare", "--budget", "0.01", "--context", "4",
                     "--embed", "8", "--hidden", "16", "--no-progress"]) == 0
     out = capsys.readouterr().out
     rows = [line for line in out.splitlines() if line.startswith("| ") and "---" not in line]
@@ -339,4 +339,4 @@ def test_bad_arch_and_budget_are_rejected(tmp_path):
         lm.train_lm("abcabc" * 50, context=3, arch="rnn?", progress=False)
     path = tmp_path / "t.txt"
     path.write_text("abcabd " * 40)
-    assert lm.main(["--text", str(path), "--budget", "-1", "--no-save"]) == 2
+    assert lm_cli.main(["--text", str(path), "--budget", "-1", "--no-save"]) == 2

@@ -377,7 +377,7 @@ def test_lm_checks_the_save_path_before_training(tmp_path):
 
 
 def test_lm_says_worse_when_the_model_is_worse_than_the_baseline():
-    from fastnn.apps.lm import versus_baseline
+    from fastnn.apps.lm_cli import versus_baseline
     assert "lower" in versus_baseline(5.0, 20.0)
     worse = versus_baseline(20.0, 14.0)
     assert "HIGHER" in worse and "worse" in worse and "better" not in worse
