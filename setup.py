@@ -119,7 +119,7 @@ extensions = [
         + [f"csrc/fnn_{a}{s}.h" for a in ("seq", "rnn", "attn") for s in ("", "_decl")]
         + ["fastnn/_kernels/_fnn.pxd"]
         + [f"fastnn/_kernels/_fnn_{a}.pxd" for a in ("seq", "rnn", "attn")]
-        + [f"fastnn/_kernels/_{a}.pxi" for a in ("seq", "rnn", "attn")],
+        + [f"fastnn/_kernels/_{a}.pxi" for a in ("optim", "dense", "seq", "rnn", "attn")],
         extra_compile_args=compile_args + omp[0],
         extra_link_args=omp[1],
         define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION")],
