@@ -10,9 +10,9 @@ exp(L) is the perplexity.
 
 From Python::
 
-    model, tok, hist = fastnn.lm.train_lm(text, context=8)
+    model, tok, hist = fastnn.apps.lm.train_lm(text, context=8)
     print(hist["val_ppl"][-1], "vs unigram", hist["unigram_ppl"])
-    print(fastnn.lm.sample_text(model, tok, "The ", n=200, seed=0))
+    print(fastnn.apps.lm.sample_text(model, tok, "The ", n=200, seed=0))
 """
 
 from __future__ import annotations
@@ -132,7 +132,7 @@ def model_context(model):
     except (TypeError, IndexError):
         emb = linear = None
     if not isinstance(emb, Embedding) or not isinstance(linear, Linear):
-        raise TypeError("model must be an LM built by fastnn.lm.build_model "
+        raise TypeError("model must be an LM built by fastnn.apps.lm.build_model "
                         "(Embedding, Flatten, Linear, ...)")
     context, rest = divmod(linear.in_features, emb.embedding_dim)
     if rest or context < 1:
